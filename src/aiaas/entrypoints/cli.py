@@ -1,0 +1,84 @@
+"""``aiaas``: serve a role, migrate the database, write the OpenAPI contract.
+
+Usage::
+
+    aiaas serve --role api|streamer|worker|all [--workers N]
+    aiaas migrate
+    aiaas openapi [--check] [--output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+# Must hold before prometheus_client is imported anywhere (it picks its storage at import time).
+_PROM_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess_env(workers: int) -> None:
+    """With several workers, give prometheus_client a fresh shared directory (stdlib only, pre-import)."""
+    if workers <= 1:
+        return
+    path = Path(os.environ.get(_PROM_ENV) or tempfile.mkdtemp(prefix="aiaas-prom-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[_PROM_ENV] = str(path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aiaas", description="aiaas: OpenAI-compatible AI gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve one role (or all of them)")
+    serve.add_argument("--role", choices=["api", "streamer", "worker", "all"], default="all")
+    serve.add_argument("--workers", type=int, default=None, help="worker processes (default AIAAS_WORKERS or 1)")
+
+    sub.add_parser("migrate", help="upgrade the database to the newest schema (idempotent, lock-protected)")
+
+    openapi = sub.add_parser("openapi", help="write the OpenAPI document of both HTTP roles")
+    openapi.add_argument("--output", default="contracts/openapi.yaml")
+    openapi.add_argument("--check", action="store_true", help="exit 1 when the file differs from the app")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``aiaas`` command."""
+    args = _parser().parse_args(argv)
+    from aiaas.kernel.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"aiaas: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "serve":
+        workers = args.workers or settings.workers
+        if workers < 1:
+            print("aiaas: --workers must be at least 1", file=sys.stderr)
+            return 2
+        prepare_multiprocess_env(workers)
+        from aiaas.entrypoints.serve import serve
+
+        return serve(settings, args.role, workers=workers)
+    if args.command == "migrate":
+        from aiaas.entrypoints.migrate import migrate
+
+        migrate(settings)
+        print("aiaas: database is at the newest revision")
+        return 0
+    if args.command == "openapi":
+        from aiaas.entrypoints.openapi import check_or_write
+
+        return check_or_write(settings, Path(args.output), check=args.check)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

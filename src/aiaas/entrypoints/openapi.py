@@ -1,0 +1,87 @@
+"""``aiaas openapi``: one OpenAPI 3.1 document for both HTTP roles, written to ``contracts/openapi.yaml``.
+
+``--check`` compares the committed file with what the code generates and fails on any difference, so
+an endpoint change cannot land without its contract.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aiaas.kernel.config import Settings
+from aiaas.kernel.web import API_VERSION
+
+
+def build_document(settings: Settings) -> dict[str, Any]:
+    """Merge the api and streamer apps' documents; each operation is tagged with its role's server."""
+    from aiaas.entrypoints import api, streamer
+    from aiaas.entrypoints.bootstrap import Container
+
+    docs = {}
+    for role, module in (("api", api), ("streamer", streamer)):
+        app = module.create_app(Container(settings, role=role))
+        docs[role] = app.openapi_schema.to_schema()
+    merged: dict[str, Any] = {
+        "openapi": docs["api"]["openapi"],
+        "info": {
+            "title": "aiaas",
+            "version": API_VERSION,
+            "description": (
+                "OpenAI-compatible inference (role `streamer`, default port 8001) and the management API "
+                "(role `api`, default port 8000). Every error is application/problem+json (RFC 7807); "
+                "on the inference endpoints it also carries OpenAI's `error` object."
+            ),
+        },
+        "servers": [
+            {"url": "http://localhost:8000", "description": "api role"},
+            {"url": "http://localhost:8001", "description": "streamer role"},
+        ],
+        "paths": {},
+        "components": {"schemas": {}, "securitySchemes": {}},
+        "security": docs["api"].get("security", []),
+    }
+    for role, doc in docs.items():
+        for path, item in sorted(doc.get("paths", {}).items()):
+            if path in merged["paths"]:
+                # Observability routes exist on every role; describe them once.
+                continue
+            if role == "streamer" and not path.startswith("/v1/"):
+                continue
+            for op in item.values():
+                if isinstance(op, dict) and "operationId" in op:
+                    op["x-aiaas-role"] = role if path.startswith("/v1/") else "every role"
+            merged["paths"][path] = item
+        comps = doc.get("components", {})
+        merged["components"]["schemas"].update(comps.get("schemas", {}))
+        merged["components"]["securitySchemes"].update(comps.get("securitySchemes", {}))
+    merged["paths"] = dict(sorted(merged["paths"].items()))
+    merged["components"]["schemas"] = dict(sorted(merged["components"]["schemas"].items()))
+    return merged
+
+
+def render(settings: Settings) -> str:
+    """The document as YAML text, keys in a stable order."""
+    return yaml.safe_dump(build_document(settings), sort_keys=False, allow_unicode=True, width=110)
+
+
+def check_or_write(settings: Settings, output: Path, *, check: bool) -> int:
+    """Write the document, or with ``check`` compare it with ``output`` and print a diff."""
+    text = render(settings)
+    if not check:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        print(f"aiaas: wrote {output}")
+        return 0
+    current = output.read_text() if output.exists() else ""
+    if current == text:
+        print(f"aiaas: {output} matches the app")
+        return 0
+    diff = difflib.unified_diff(current.splitlines(), text.splitlines(), str(output), "generated", lineterm="")
+    print("\n".join(list(diff)[:200]), file=sys.stderr)
+    print(f"aiaas: {output} is out of date; run `aiaas openapi` and commit it", file=sys.stderr)
+    return 1

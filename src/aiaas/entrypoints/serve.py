@@ -1,0 +1,186 @@
+"""Runs the HTTP roles under uvicorn (uvloop + httptools), one or several worker processes.
+
+Every role a process runs is served from one event loop; role ``all`` runs api, streamer and worker
+together. With ``--workers N`` the parent binds the listening sockets once, forks N children that serve
+them, forwards SIGTERM/SIGINT to them, and restarts none: an orchestrator restarts the pod.
+
+Graceful shutdown: on SIGTERM each server stops accepting, lets in-flight requests and streams finish
+for up to ``AIAAS_GRACEFUL_SHUTDOWN_SECONDS``, then runs the apps' shutdown hooks (the worker stops
+consuming and finishes the messages it holds before closing the channel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from aiaas.kernel import metrics
+from aiaas.kernel.config import Settings
+from aiaas.kernel.http import RequestContext
+from aiaas.kernel.logs import configure_logging
+from aiaas.kernel.tracing import setup_tracing
+
+log = logging.getLogger("aiaas.serve")
+
+ROLES_OF: dict[str, tuple[str, ...]] = {
+    "api": ("api",),
+    "streamer": ("streamer",),
+    "worker": ("worker",),
+    "all": ("api", "streamer", "worker"),
+}
+
+
+@dataclass
+class Listener:
+    role: str
+    port: int
+    sock: socket.socket
+
+
+def port_of(settings: Settings, role: str) -> int:
+    """The configured port of one role."""
+    return {"api": settings.api_port, "streamer": settings.streamer_port, "worker": settings.worker_port}[role]
+
+
+def build_asgi(role: str, settings: Settings) -> Any:
+    """The ASGI app of one role, wrapped with the request-context layer."""
+    from aiaas.entrypoints import api, streamer, worker
+    from aiaas.entrypoints.bootstrap import Container
+
+    factory = {"api": api.create_app, "streamer": streamer.create_app, "worker": worker.create_app}[role]
+    app = factory(Container(settings, role=role))
+    return RequestContext(app, role=role)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to us, so several can share one loop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket, bound before any worker is forked so they can share it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve_listeners(settings: Settings, listeners: list[Listener]) -> None:
+    """Serve every listener from this process's loop until SIGTERM/SIGINT, then shut down gracefully."""
+    servers: list[_Server] = []
+    for lst in listeners:
+        config = uvicorn.Config(
+            build_asgi(lst.role, settings),
+            loop="none",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            date_header=True,
+            timeout_keep_alive=75,
+            timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+            backlog=2048,
+        )
+        servers.append(_Server(config))
+    loop = asyncio.get_running_loop()
+
+    def request_exit(sig: int) -> None:
+        log.info("received %s; shutting down gracefully", signal.Signals(sig).name)
+        for srv in servers:
+            if srv.should_exit:
+                srv.force_exit = True
+            srv.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, request_exit, sig)
+    await asyncio.gather(*(srv.serve(sockets=[lst.sock]) for srv, lst in zip(servers, listeners, strict=True)))
+    # A server that failed to start (lifespan error) exits without raising; make that visible.
+    if any(not srv.started for srv in servers):
+        raise SystemExit(3)
+
+
+def _run_in_process(settings: Settings, listeners: list[Listener], role_label: str) -> None:
+    import uvloop
+
+    configure_logging(level=settings.log_level, json_logs=settings.log_json, service=settings.service_name,
+                      role=role_label)
+    setup_tracing(settings, role_label)
+    uvloop.run(serve_listeners(settings, listeners))
+
+
+def serve(settings: Settings, role: str, *, workers: int | None = None,
+          on_bound: Callable[[list[Listener]], None] | None = None) -> int:
+    """Run ``role`` (api, streamer, worker or all) with ``workers`` processes; returns an exit code."""
+    workers = workers or settings.workers
+    listeners = [Listener(r, port_of(settings, r), bind(settings.host, port_of(settings, r)))
+                 for r in ROLES_OF[role]]
+    if on_bound:
+        on_bound(listeners)
+    if workers == 1:
+        _run_in_process(settings, listeners, role)
+        return 0
+    if not metrics.multiprocess_enabled():
+        raise RuntimeError("call prepare_multiprocess_env() before importing aiaas modules when workers > 1")
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0
+            try:
+                _run_in_process(settings, listeners, role)
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+            except BaseException:
+                logging.getLogger("aiaas.serve").exception("worker process crashed")
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+    for lst in listeners:
+        lst.sock.close()
+    return _supervise(children)
+
+
+def _supervise(children: list[int]) -> int:
+    """Forward termination signals to the children and wait for all of them."""
+
+    def forward(sig: int, _frame: Any) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    remaining = set(children)
+    while remaining:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        remaining.discard(pid)
+        metrics.mark_process_dead(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            print(f"aiaas: worker {pid} exited with {code}", file=sys.stderr)
+            worst = worst or (code if code > 0 else 1)
+            # One worker dying means the pod is unhealthy: stop the others so the orchestrator restarts it.
+            forward(signal.SIGTERM, None)
+    return worst

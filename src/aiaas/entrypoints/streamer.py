@@ -1,0 +1,30 @@
+"""The OpenAI-compatible inference app (role ``streamer``)."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+
+from aiaas.entrypoints.bootstrap import Container, dependencies
+from aiaas.kernel.web import make_app
+
+DESCRIPTION = (
+    "OpenAI-compatible inference endpoints of aiaas. Errors are RFC 7807 problem documents that also "
+    "carry OpenAI's `error` object, so OpenAI SDKs raise their usual exception classes."
+)
+
+
+def create_app(container: Container) -> Litestar:
+    """Build the inference app for ``container``'s dependencies."""
+    return make_app(
+        role="streamer",
+        settings=container.settings,
+        route_handlers=[],
+        checks=container.checks("streamer"),
+        title="aiaas inference API",
+        description=DESCRIPTION,
+        openai_errors=True,
+        dependencies=dependencies(container),
+        on_startup=[container.start],
+        on_shutdown=[container.stop],
+        state={"container": container},
+    )

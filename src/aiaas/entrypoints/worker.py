@@ -1,0 +1,86 @@
+"""The queue consumer (role ``worker``) and its own ``/health``, ``/ready`` and ``/metrics`` app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from litestar import Litestar
+
+from aiaas.entrypoints.bootstrap import Container
+from aiaas.kernel.web import make_app
+
+log = logging.getLogger("aiaas.worker")
+
+
+class ConsumerRuntime:
+    """Starts every subscription of the container and stops them gracefully.
+
+    Stopping cancels the consumers first (no new deliveries), then waits for the messages in hand to
+    finish and be acked; anything not acked is redelivered by RabbitMQ to another worker.
+    """
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self._stops: list[Callable[[], Awaitable[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Begin consuming in the background, retrying until RabbitMQ is reachable."""
+        self._task = asyncio.create_task(self._run(), name="aiaas-consumers")
+
+    async def _run(self) -> None:
+        delay = 0.5
+        pending = list(self.container.subscriptions())
+        while pending:
+            sub = pending[0]
+            try:
+                self._stops.append(await self.container.broker.consume(sub))
+            except Exception as exc:  # broker down or restarting: keep trying, /ready reports it meanwhile
+                log.warning("cannot consume %s yet (%s); retrying in %.1fs", sub.source, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            log.info("consuming %s events for %s", sub.source, sub.consumer)
+            pending.pop(0)
+            delay = 0.5
+
+    async def stop(self) -> None:
+        """Stop consuming and let in-flight messages finish."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for stop in reversed(self._stops):
+            try:
+                await stop()
+            except Exception:  # a channel already closed by an outage is fine to skip at shutdown
+                log.warning("consumer stop failed", exc_info=True)
+        self._stops.clear()
+
+
+def create_app(container: Container) -> Litestar:
+    """The worker's HTTP app: observability only; consumers start with it and stop with it."""
+    runtime = ConsumerRuntime(container)
+
+    async def start() -> None:
+        await container.start()
+        await runtime.start()
+
+    async def stop() -> None:
+        await runtime.stop()
+        await container.stop()
+
+    return make_app(
+        role="worker",
+        settings=container.settings,
+        route_handlers=[],
+        checks=container.checks("worker"),
+        title="aiaas worker",
+        description="Health, readiness and metrics of the queue worker.",
+        on_startup=[start],
+        on_shutdown=[stop],
+        state={"container": container, "consumers": runtime},
+    )

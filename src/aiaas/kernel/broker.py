@@ -1,0 +1,234 @@
+"""RabbitMQ through aio-pika: one durable topic exchange per publishing context, one durable queue per
+consuming context, publisher confirms, persistent messages and ``traceparent`` in the headers.
+
+Consumers ack only after their handler (and so its transaction) has finished; a failing message is
+retried with a delay a bounded number of times and then dead-lettered to ``<queue>.dlq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind
+
+from aiaas.kernel.config import Settings
+from aiaas.kernel.tracing import extract_context, inject_headers, tracer
+
+log = logging.getLogger("aiaas.broker")
+
+Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+RETRY_HEADER = "x-aiaas-attempt"
+
+# Every exchange and queue this process declared, as (kind, name): tests delete their prefixed ones.
+declared_names: set[tuple[str, str]] = set()
+
+
+def exchange_name(prefix: str, context: str) -> str:
+    """Name of the topic exchange a context publishes to."""
+    return f"{prefix}aiaas.{context}"
+
+
+def queue_name(prefix: str, consumer: str, source: str) -> str:
+    """Name of the durable queue through which ``consumer`` receives ``source``'s events."""
+    return f"{prefix}aiaas.{consumer}.from.{source}"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a context consumes: events of ``source`` matching ``routing_keys``, handled by ``handler``."""
+
+    consumer: str
+    source: str
+    routing_keys: Sequence[str]
+    handler: Handler
+    prefetch: int = 64
+    max_attempts: int = 5
+
+
+class Broker:
+    """One robust connection per process; a confirm-mode channel for publishing."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._url = settings.amqp_url
+        self.prefix = settings.broker_prefix
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._lock = asyncio.Lock()
+        self._tracer = tracer("aiaas.broker")
+
+    async def connect(self, *, timeout: float = 5.0) -> AbstractRobustConnection:
+        """Open (once) the robust connection; it reconnects by itself after an outage."""
+        async with self._lock:
+            if self._connection is None or self._connection.is_closed:
+                self._connection = await aio_pika.connect_robust(self._url, timeout=timeout)
+                self._channel = None
+                self._exchanges.clear()
+            return self._connection
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is established (false during a reconnect)."""
+        conn = self._connection
+        return conn is not None and not conn.is_closed and conn.connected.is_set()
+
+    async def ping(self, *, timeout: float) -> None:
+        """Raise unless RabbitMQ is reachable now."""
+        if self._connection is None:
+            await asyncio.wait_for(self.connect(timeout=timeout), timeout)
+        if not self.connected:
+            raise ConnectionError("RabbitMQ connection is down")
+
+    async def _publish_channel(self) -> AbstractChannel:
+        conn = await self.connect()
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await conn.channel(publisher_confirms=True)
+            self._exchanges.clear()
+        return self._channel
+
+    async def exchange(self, context: str) -> AbstractExchange:
+        """The durable topic exchange of ``context`` (declared on first use)."""
+        ex = self._exchanges.get(context)
+        if ex is None:
+            channel = await self._publish_channel()
+            ex = await channel.declare_exchange(
+                exchange_name(self.prefix, context), aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            self._exchanges[context] = ex
+            declared_names.add(("exchange", ex.name))
+        return ex
+
+    async def publish(
+        self,
+        context: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str,
+        headers: dict[str, Any] | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        """Publish one persistent message and wait for the broker's confirm."""
+        hdrs: dict[str, Any] = dict(headers or {})
+        with self._tracer.start_as_current_span(
+            f"{context} publish", kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "rabbitmq", "messaging.destination.name": context,
+                        "messaging.rabbitmq.destination.routing_key": routing_key,
+                        "messaging.message.id": message_id},
+        ):
+            if "traceparent" not in hdrs:
+                inject_headers(hdrs)
+            ex = await self.exchange(context)
+            await ex.publish(
+                aio_pika.Message(
+                    body,
+                    message_id=message_id,
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    headers=hdrs,
+                ),
+                routing_key=routing_key,
+                timeout=timeout,
+            )
+
+    async def declare_subscription(self, sub: Subscription, channel: AbstractChannel) -> AbstractQueue:
+        """Declare the exchange, the queue (with its dead-letter queue) and the bindings of ``sub``."""
+        qname = queue_name(self.prefix, sub.consumer, sub.source)
+        dlx = await channel.declare_exchange(f"{qname}.dlx", aio_pika.ExchangeType.FANOUT, durable=True)
+        dlq = await channel.declare_queue(f"{qname}.dlq", durable=True)
+        await dlq.bind(dlx)
+        source = await channel.declare_exchange(
+            exchange_name(self.prefix, sub.source), aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(
+            qname, durable=True, arguments={"x-dead-letter-exchange": f"{qname}.dlx"}
+        )
+        for key in sub.routing_keys:
+            await queue.bind(source, routing_key=key)
+        declared_names.update({("exchange", dlx.name), ("queue", dlq.name), ("exchange", source.name),
+                               ("queue", queue.name)})
+        return queue
+
+    async def consume(self, sub: Subscription) -> Callable[[], Awaitable[None]]:
+        """Start consuming ``sub``; returns a coroutine function that stops it (letting in-flight finish)."""
+        conn = await self.connect()
+        channel = await conn.channel()
+        await channel.set_qos(prefetch_count=sub.prefetch)
+        queue = await self.declare_subscription(sub, channel)
+        in_flight: set[asyncio.Task[None]] = set()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                in_flight.add(task)
+            try:
+                await self._handle(sub, channel, message)
+            finally:
+                if task is not None:
+                    in_flight.discard(task)
+
+        tag = await queue.consume(on_message)
+
+        async def stop() -> None:
+            await queue.cancel(tag)
+            if in_flight:
+                await asyncio.wait(list(in_flight), timeout=30)
+            await channel.close()
+
+        return stop
+
+    async def _handle(self, sub: Subscription, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
+        headers = dict(message.headers or {})
+        ctx = extract_context({k: v for k, v in headers.items() if isinstance(v, str)})
+        token = otel_context.attach(ctx)
+        try:
+            with self._tracer.start_as_current_span(
+                f"{sub.source} process", kind=SpanKind.CONSUMER,
+                attributes={"messaging.system": "rabbitmq", "messaging.message.id": message.message_id or "",
+                            "messaging.consumer.group.name": sub.consumer},
+            ):
+                try:
+                    await sub.handler(message)
+                except Exception:
+                    attempt = int(headers.get(RETRY_HEADER, 1))
+                    if attempt >= sub.max_attempts:
+                        log.exception("message %s failed %d times; dead-lettered", message.message_id, attempt)
+                        await message.reject(requeue=False)
+                        return
+                    log.warning("message %s failed (attempt %d); retrying", message.message_id, attempt,
+                                exc_info=True)
+                    await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+                    headers[RETRY_HEADER] = attempt + 1
+                    retry = aio_pika.Message(
+                        message.body, message_id=message.message_id, headers=headers,
+                        content_type=message.content_type, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    )
+                    # Republish to the queue itself through the default exchange, then drop the original:
+                    # the copy carries the attempt count, which a plain requeue cannot.
+                    await channel.default_exchange.publish(retry, routing_key=queue_name(
+                        self.prefix, sub.consumer, sub.source))
+                    await message.ack()
+                    return
+                await message.ack()
+        finally:
+            otel_context.detach(token)
+
+    async def close(self) -> None:
+        """Close the connection (publishing channel included)."""
+        if self._connection is not None and not self._connection.is_closed:
+            await self._connection.close()
+        self._connection = None

@@ -1,0 +1,106 @@
+"""PostgreSQL through SQLAlchemy's async engine over asyncpg.
+
+Each bounded context owns one schema and may be given its own database URL; contexts that share a URL
+share one engine (one pool). Connections are tagged with the process role as ``application_name`` so
+``pg_stat_activity`` tells api, streamer and worker apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+from aiaas.kernel.config import CONTEXTS, Settings
+from aiaas.kernel.tracing import instrument_engine
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def context_metadata(schema: str) -> MetaData:
+    """A MetaData bound to one context's schema, with stable constraint names for migrations."""
+    if schema not in CONTEXTS:
+        raise ValueError(f"unknown context schema {schema!r}")
+    return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+
+
+def context_base(schema: str) -> type[DeclarativeBase]:
+    """A declarative base whose tables live in ``schema``."""
+    md = context_metadata(schema)
+
+    class Base(DeclarativeBase):
+        metadata = md
+
+    Base.__name__ = f"{schema.capitalize()}Base"
+    return Base
+
+
+def make_engine(url: str, *, settings: Settings, role: str) -> AsyncEngine:
+    """An async engine with a bounded pool, a statement timeout and the role as application_name."""
+    server_settings = {"application_name": f"aiaas-{role}"}
+    if settings.db_statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    engine = create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"server_settings": server_settings, "timeout": 10},
+    )
+    instrument_engine(engine)
+    return engine
+
+
+class Database:
+    """The engines and session factories of every context, one engine per distinct URL."""
+
+    def __init__(self, settings: Settings, *, role: str) -> None:
+        self._engines: dict[str, AsyncEngine] = {}
+        self._by_context: dict[str, AsyncEngine] = {}
+        for ctx in CONTEXTS:
+            url = settings.database_url_for(ctx)
+            if url not in self._engines:
+                self._engines[url] = make_engine(url, settings=settings, role=role)
+            self._by_context[ctx] = self._engines[url]
+        self._sessions = {
+            ctx: async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+            for ctx, engine in self._by_context.items()
+        }
+
+    def engine(self, context: str) -> AsyncEngine:
+        """The engine serving ``context``."""
+        return self._by_context[context]
+
+    def sessionmaker(self, context: str) -> async_sessionmaker[AsyncSession]:
+        """The session factory of ``context``."""
+        return self._sessions[context]
+
+    @asynccontextmanager
+    async def unit_of_work(self, context: str) -> AsyncIterator[AsyncSession]:
+        """A session whose transaction commits when the block ends cleanly and rolls back otherwise.
+
+        Services never commit; the request handler or the consumer owns this unit of work.
+        """
+        async with self._sessions[context]() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        """Run ``SELECT 1`` on every distinct engine; raises when one cannot answer."""
+        for engine in self._engines.values():
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        """Close every pool."""
+        for engine in self._engines.values():
+            await engine.dispose()

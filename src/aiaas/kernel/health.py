@@ -1,0 +1,98 @@
+"""``/health``, ``/ready`` and ``/metrics``, the same on every role.
+
+``/health`` is liveness and touches nothing. ``/ready`` checks each dependency the role uses,
+concurrently and with a short timeout, and answers 503 problem+json naming every failing one; it never
+caches, so it turns green again as soon as the dependency returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.handlers import HTTPRouteHandler
+
+from aiaas.kernel import metrics
+from aiaas.kernel.errors import problem_for, render_problem
+
+Check = Callable[[], Awaitable[None]]
+
+PUBLIC = {"public": True}
+
+
+class HealthStatus(msgspec.Struct):
+    """Liveness answer."""
+
+    status: str
+
+
+class ReadyStatus(msgspec.Struct):
+    """Readiness answer: ``ok`` and the state of each dependency checked."""
+
+    status: str
+    checks: dict[str, str]
+
+
+async def run_checks(checks: Mapping[str, Check], timeout: float) -> dict[str, str]:
+    """Run every check concurrently; map each name to ``ok`` or a short reason."""
+
+    async def one(check: Check) -> str:
+        try:
+            await asyncio.wait_for(check(), timeout)
+        except TimeoutError:
+            return f"timed out after {timeout:g}s"
+        except Exception as exc:  # any failure of a dependency means "not ready", whatever its type
+            return f"{type(exc).__name__}: {str(exc)[:200]}" if str(exc) else type(exc).__name__
+        return "ok"
+
+    names = list(checks)
+    results = await asyncio.gather(*(one(checks[n]) for n in names))
+    return dict(zip(names, results, strict=True))
+
+
+def observability_handlers(
+    *, role: str, checks: Mapping[str, Check], timeout: float,
+    extra_state: Callable[[], Mapping[str, str]] | None = None,
+) -> list[HTTPRouteHandler]:
+    """The three observability routes for one role (public: no authentication)."""
+    gauges = {name: metrics.DEPENDENCY_UP.labels(role, name) for name in checks}
+
+    @get("/health", opt=PUBLIC, tags=["observability"], summary="Liveness", include_in_schema=True,
+         sync_to_thread=False)
+    def health() -> HealthStatus:
+        """Liveness: answers 200 while the process can serve; checks no dependency."""
+        return HealthStatus(status="ok")
+
+    @get("/ready", opt=PUBLIC, tags=["observability"], summary="Readiness",
+         responses=None)
+    async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
+        """Readiness: 200 when every dependency of this role answers; 503 problem+json naming the failing ones."""
+        results = await run_checks(checks, timeout)
+        for name, result in results.items():
+            gauges[name].set(1 if result == "ok" else 0)
+        extra = dict(extra_state()) if extra_state else {}
+        failing = {n: r for n, r in results.items() if r != "ok"}
+        if failing:
+            problem = problem_for(
+                status=503,
+                type_slug="not-ready",
+                title="Not ready",
+                detail="Unavailable: " + ", ".join(f"{n} ({r})" for n, r in failing.items()),
+                instance=request.url.path,
+                request_id=request.scope.get("state", {}).get("request_id"),
+                extra={"checks": results, "failing": sorted(failing), **extra},
+            )
+            return render_problem(problem)
+        return Response(ReadyStatus(status="ok", checks={**results, **extra}))
+
+    @get("/metrics", opt=PUBLIC, tags=["observability"], summary="Prometheus metrics",
+         sync_to_thread=False, media_type="text/plain")
+    def metrics_endpoint() -> Response[bytes]:
+        """Prometheus exposition text, aggregated over every worker process of this server."""
+        body, content_type = metrics.render_latest()
+        return Response(body, media_type=content_type)
+
+    return [health, ready, metrics_endpoint]

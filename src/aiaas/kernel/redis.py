@@ -1,0 +1,42 @@
+"""Redis: one client per process, and key names that start with the owning context.
+
+``key("usage", "rpm", key_id)`` gives ``{prefix}usage:rpm:{key_id}``; the prefix is empty in
+production and unique per test session, so concurrent test runs never see each other's keys.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from aiaas.kernel.config import CONTEXTS, Settings
+
+RedisUnavailable = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class Keys:
+    """Builds Redis key names under the configured prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __call__(self, context: str, *parts: object) -> str:
+        if context not in CONTEXTS:
+            raise ValueError(f"unknown context {context!r}")
+        return ":".join([self.prefix + context, *(str(p) for p in parts)])
+
+
+def make_redis(settings: Settings) -> Redis:
+    """A pooled client with short timeouts, so a Redis outage fails fast instead of hanging requests."""
+    return Redis.from_url(
+        settings.redis_url,
+        socket_timeout=2.0,
+        socket_connect_timeout=1.0,
+        health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=1),
+        decode_responses=False,
+        max_connections=256,
+    )

@@ -1,0 +1,194 @@
+"""Fixtures shared by every test level.
+
+Services are real: PostgreSQL, Redis and RabbitMQ come from ``AIAAS_TEST_DATABASE_URL``,
+``AIAAS_TEST_REDIS_URL`` and ``AIAAS_TEST_AMQP_URL`` (defaulting to the standard local ports), and only
+when those are unreachable and a Docker engine is present are they started with testcontainers.
+
+Each test session creates its own database by running the migrations and drops it afterwards; its
+Redis keys and broker names carry a per-session prefix, so two runs on one machine never collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hyp_settings
+
+from aiaas.kernel.config import Settings, load_settings
+
+hyp_settings.register_profile("ci", max_examples=60, deadline=None,
+                              suppress_health_check=[HealthCheck.function_scoped_fixture])
+hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+DEFAULTS = {
+    "database": "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
+    "redis": "redis://127.0.0.1:6379/0",
+    "amqp": "amqp://guest:guest@127.0.0.1:5672/",  # pragma: allowlist secret
+}
+
+SESSION_ID = uuid.uuid4().hex[:10]
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url.replace("+asyncpg", ""))
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception:  # no engine, no socket, no permission: all mean "no docker here"
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def service_urls() -> Iterator[dict[str, str]]:
+    """URLs of real PostgreSQL, Redis and RabbitMQ servers for this session."""
+    urls = {name: os.environ.get(f"AIAAS_TEST_{name.upper()}_URL", default) for name, default in DEFAULTS.items()}
+    missing = [name for name, url in urls.items() if not _reachable(url)]
+    containers = []
+    if missing and _docker_available():
+        from testcontainers.postgres import PostgresContainer
+        from testcontainers.rabbitmq import RabbitMqContainer
+        from testcontainers.redis import RedisContainer
+
+        if "database" in missing:
+            pg = PostgresContainer("postgres:16-alpine", driver="asyncpg").start()
+            containers.append(pg)
+            urls["database"] = pg.get_connection_url()
+        if "redis" in missing:
+            rd = RedisContainer("redis:7-alpine").start()
+            containers.append(rd)
+            urls["redis"] = f"redis://{rd.get_container_host_ip()}:{rd.get_exposed_port(6379)}/0"
+        if "amqp" in missing:
+            mq = RabbitMqContainer("rabbitmq:3-alpine").start()
+            containers.append(mq)
+            urls["amqp"] = f"amqp://guest:guest@{mq.get_container_host_ip()}:{mq.get_exposed_port(5672)}/"  # pragma: allowlist secret
+    elif missing:
+        pytest.exit(f"test services unreachable and no Docker engine: {', '.join(missing)}", returncode=3)
+    yield urls
+    for c in containers:
+        c.stop()
+
+
+def _admin_dsn(database_url: str) -> str:
+    u = urlsplit(database_url.replace("postgresql+asyncpg", "postgresql"))
+    return u._replace(path="/postgres").geturl()
+
+
+@pytest.fixture(scope="session")
+def database_name() -> str:
+    """The name of this session's own database."""
+    return f"aiaas_test_{SESSION_ID}"
+
+
+@pytest.fixture(scope="session")
+def settings(service_urls: dict[str, str], database_name: str) -> Iterator[Settings]:
+    """Settings for this session: its own migrated database, its own Redis and broker prefixes."""
+    base = urlsplit(service_urls["database"])
+    db_url = base._replace(path=f"/{database_name}").geturl()
+    env = {
+        "AIAAS_ENV": "test",
+        "AIAAS_DATABASE_URL": db_url,
+        "AIAAS_REDIS_URL": service_urls["redis"],
+        "AIAAS_AMQP_URL": service_urls["amqp"],
+        "AIAAS_REDIS_PREFIX": f"test-{SESSION_ID}:",
+        "AIAAS_BROKER_PREFIX": f"test-{SESSION_ID}.",
+        "AIAAS_LOG_JSON": "true",
+        "AIAAS_READY_TIMEOUT_SECONDS": "1",
+    }
+    settings = load_settings(env)
+    from aiaas.entrypoints.migrate import migrate
+
+    # Session fixtures may be set up inside pytest-asyncio's running loop: run blocking work in a thread.
+    _in_thread(migrate, settings)
+    yield settings
+    _in_thread(asyncio.run, _drop_database(service_urls["database"], database_name))
+    _in_thread(asyncio.run, _cleanup_redis(settings))
+    _in_thread(asyncio.run, _cleanup_broker(settings))
+
+
+def _in_thread(fn: Any, *args: Any) -> Any:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+async def _drop_database(url: str, name: str) -> None:
+    conn = await asyncpg.connect(_admin_dsn(url))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def _cleanup_redis(settings: Settings) -> None:
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(settings.redis_url)
+    try:
+        async for key in r.scan_iter(match=f"{settings.redis_prefix}*", count=500):
+            await r.delete(key)
+    finally:
+        await r.aclose()
+
+
+async def _cleanup_broker(settings: Settings) -> None:
+    """Delete every queue and exchange this session declared (they all carry its prefix)."""
+    import aio_pika
+
+    from aiaas.kernel.broker import declared_names
+
+    conn = await aio_pika.connect(settings.amqp_url)
+    try:
+        for kind, name in sorted(declared_names, reverse=True):
+            ch = await conn.channel()
+            try:
+                if kind == "queue":
+                    await ch.queue_delete(name)
+                else:
+                    await ch.exchange_delete(name)
+            except Exception:  # already gone: nothing to clean
+                pass
+            finally:
+                if not ch.is_closed:
+                    await ch.close()
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def session_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that make a child ``aiaas`` process use this session's services."""
+    env = dict(os.environ)
+    for field in Settings.__struct_fields__:
+        value = getattr(settings, field)
+        if value is not None:
+            env[f"AIAAS_{field.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[object]:
+    """A Redis client on this session's server."""
+    from aiaas.kernel.redis import make_redis
+
+    r = make_redis(settings)
+    yield r
+    await r.aclose()

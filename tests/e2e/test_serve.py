@@ -1,0 +1,98 @@
+"""`aiaas serve --role all --workers 2` as a real process: every role answers, metrics aggregate over
+workers, and SIGTERM shuts it down cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from support import free_port, wait_http
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def running(session_env: dict[str, str]) -> Iterator[dict[str, int]]:
+    ports = {"api": free_port(), "streamer": free_port(), "worker": free_port()}
+    env = {**session_env, "AIAAS_API_PORT": str(ports["api"]), "AIAAS_STREAMER_PORT": str(ports["streamer"]),
+           "AIAAS_WORKER_PORT": str(ports["worker"])}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "aiaas", "serve", "--role", "all", "--workers", "2"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for port in ports.values():
+            wait_http(f"http://127.0.0.1:{port}/health", timeout=60)
+        yield {**ports, "pid": proc.pid}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        out = proc.stdout.read().decode() if proc.stdout else ""
+        running.output = out  # type: ignore[attr-defined]
+        running.returncode = proc.returncode  # type: ignore[attr-defined]
+
+
+def _get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - loopback
+            return r.status, r.headers.get("content-type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("content-type", ""), e.read().decode()
+
+
+@pytest.mark.parametrize("role", ["api", "streamer", "worker"])
+class TestEveryRole:
+    def test_health_ready_metrics(self, running: dict[str, int], role: str) -> None:
+        base = f"http://127.0.0.1:{running[role]}"
+        assert _get(base + "/health")[0] == 200
+        status, _, body = _get(base + "/ready")
+        assert status == 200, body
+        status, ctype, body = _get(base + "/metrics")
+        assert status == 200
+        assert ctype.startswith("text/plain")
+        assert "aiaas_http_requests_total" in body
+
+    def test_unknown_route_is_problem_json(self, running: dict[str, int], role: str) -> None:
+        status, ctype, _ = _get(f"http://127.0.0.1:{running[role]}/does-not-exist")
+        assert status == 404
+        assert ctype.startswith("application/problem+json")
+
+
+class TestMultiprocessMetrics:
+    def test_counts_from_both_workers_are_summed(self, running: dict[str, int]) -> None:
+        base = f"http://127.0.0.1:{running['api']}"
+        for _ in range(40):
+            _get(base + "/health")
+        body = _get(base + "/metrics")[2]
+        line = next(ln for ln in body.splitlines()
+                    if ln.startswith("aiaas_http_requests_total") and 'role="api"' in ln and 'route="/health"' in ln)
+        assert float(line.rsplit(" ", 1)[1]) >= 40
+
+
+def test_sigterm_exits_cleanly(running: dict[str, int]) -> None:
+    os.kill(running["pid"], signal.SIGTERM)
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(running["pid"], 0)
+        except ProcessLookupError:
+            break
+        try:
+            os.waitpid(running["pid"], os.WNOHANG)
+        except ChildProcessError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("server did not exit within 30s of SIGTERM")
