@@ -101,7 +101,7 @@ def database_urls(settings: Settings) -> list[str]:
     return seen
 
 
-def migrate(settings: Settings, revision: str = "head") -> None:
-    """Upgrade every database the contexts use to ``revision``."""
+def migrate(settings: Settings, revision: str = "heads") -> None:
+    """Upgrade every database the contexts use to ``revision`` (default: every context's head)."""
     for url in database_urls(settings):
         asyncio.run(_upgrade(settings, url, revision))

@@ -1,0 +1,42 @@
+"""Integration events the ``inference`` context publishes (exchange ``aiaas.inference``).
+
+``usage`` (the ledger, TPM correction, quota settlement) and ``analytics`` consume them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import ClassVar
+
+from aiaas.kernel.events import Event
+
+
+class CompletionRecorded(Event, frozen=True, kw_only=True):
+    """One inference request finished (successfully or not): what it cost and how it went.
+
+    Published after the response has been sent, exactly once per request; ``event_id`` makes every
+    consumer idempotent. Tokens are the upstream's usage when it reported one, otherwise counted.
+    """
+
+    routing_key: ClassVar[str] = "completion.recorded"
+
+    request_id: str
+    org_id: str
+    user_id: str | None
+    key_id: str | None
+    endpoint: str  # "chat.completions" | "completions" | "embeddings"
+    model: str
+    deployment: str | None
+    provider: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    ttfb_ms: float | None
+    latency_ms: float
+    status: str  # "ok" | "error" | "cancelled"
+    http_status: int
+    finish_reason: str | None = None
+    error_type: str | None = None
+    stream: bool = False
+    reservation_id: str | None = None
+    started_at: dt.datetime | None = None
