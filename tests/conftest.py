@@ -80,7 +80,8 @@ def service_urls() -> Iterator[dict[str, str]]:
         if "amqp" in missing:
             mq = RabbitMqContainer("rabbitmq:3-alpine").start()
             containers.append(mq)
-            urls["amqp"] = f"amqp://guest:guest@{mq.get_container_host_ip()}:{mq.get_exposed_port(5672)}/"  # pragma: allowlist secret
+            host, port = mq.get_container_host_ip(), mq.get_exposed_port(5672)
+            urls["amqp"] = f"amqp://guest:guest@{host}:{port}/"  # pragma: allowlist secret
     elif missing:
         pytest.exit(f"test services unreachable and no Docker engine: {', '.join(missing)}", returncode=3)
     yield urls

@@ -17,6 +17,7 @@ from aiaas.kernel.broker import Broker, Subscription
 from aiaas.kernel.config import Settings
 from aiaas.kernel.db import Database
 from aiaas.kernel.health import Check
+from aiaas.kernel.publisher import EventPublisher
 from aiaas.kernel.redis import Keys, make_redis
 
 log = logging.getLogger("aiaas.bootstrap")
@@ -39,6 +40,7 @@ class Container:
         self.redis: Redis = make_redis(settings)
         self.keys = Keys(settings.redis_prefix)
         self.broker = Broker(settings)
+        self.publisher = EventPublisher(self.broker)
 
     async def _ping_redis(self) -> None:
         await self.redis.ping()
@@ -77,7 +79,8 @@ class Container:
             log.warning("RabbitMQ not reachable at start: %s", type(exc).__name__)
 
     async def stop(self) -> None:
-        """Close every connection."""
+        """Flush buffered events, then close every connection."""
+        await self.publisher.flush()
         await self.broker.close()
         await self.redis.aclose()
         await self.db.dispose()
