@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     if args.command == "serve":
-        workers = args.workers or settings.workers
+        workers = args.workers if args.workers is not None else settings.workers
         if workers < 1:
             print("aiaas: --workers must be at least 1", file=sys.stderr)
             return 2
