@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -93,15 +94,21 @@ async def app_client(role: str, settings: Settings) -> AsyncIterator[AsyncTestCl
         yield client
 
 
+@pytest.fixture(scope="session")
+def identity_settings(settings: Settings) -> Settings:
+    """Every test logs in from the same test-client address: lift the per-address throttle (tested apart)."""
+    return msgspec.structs.replace(settings, login_max_attempts_per_address=1_000_000)
+
+
 @pytest.fixture(scope="module")
-async def module_api(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    async for c in app_client("api", settings):
+async def module_api(identity_settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+    async for c in app_client("api", identity_settings):
         yield c
 
 
 @pytest.fixture(scope="module")
-async def container(settings: Settings) -> AsyncIterator[Container]:
-    c = Container(settings, role="api")
+async def container(identity_settings: Settings) -> AsyncIterator[Container]:
+    c = Container(identity_settings, role="api")
     yield c
     await c.redis.aclose()
     await c.db.dispose()
