@@ -41,6 +41,7 @@ from aiaas.kernel.security import (
 log = logging.getLogger("aiaas.auth")
 
 BCRYPT_MAX_BYTES = 72
+MIN_PASSWORD_LENGTH = 12
 _session_encoder = msgspec.msgpack.Encoder()
 _session_decoder = msgspec.msgpack.Decoder(Principal)
 
@@ -49,6 +50,10 @@ _session_decoder = msgspec.msgpack.Decoder(Principal)
 
 def check_password_rules(password: str) -> bytes:
     """The UTF-8 bytes of an acceptable new password; bcrypt ignores bytes past 72, so longer is refused."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(f"Password is shorter than {MIN_PASSWORD_LENGTH} characters.", param="password",
+                               extra={"errors": [{"key": "password", "message": "at least 12 characters",
+                                                  "source": "body"}]})
     raw = password.encode()
     if len(raw) > BCRYPT_MAX_BYTES:
         raise ValidationFailed("Password is longer than 72 bytes in UTF-8.", param="password",

@@ -60,3 +60,34 @@ class TestBootstrap:
         assert "API key (shown once" in r.stdout and password not in r.stdout
         login = await api_client.post("/v1/auth/login", json={"email": email, "password": password})
         assert login.status_code == 200 and login.json()["user"]["platform_admin"] is True
+
+
+class TestBootstrapInProcess:
+    def test_main_prints_json_then_nothing_new(self, session_env: dict[str, str], monkeypatch: Any,
+                                               capsys: Any) -> None:
+        from aiaas.entrypoints import cli
+
+        for name, value in session_env.items():
+            if name.startswith("AIAAS_"):
+                monkeypatch.setenv(name, value)
+        email = f"inproc-{uuid.uuid4().hex[:8]}@example.com"
+        monkeypatch.setenv("AIAAS_BOOTSTRAP_ADMIN_PASSWORD", "in-process-password")  # pragma: allowlist secret
+        assert cli.main(["bootstrap", "--json", "--email", email, "--org", "inproc"]) == 0
+        first = json.loads(capsys.readouterr().out)
+        assert first["admin_email"] == email and first["api_key"].startswith("sk-")
+        assert cli.main(["bootstrap", "--email", email, "--org", "inproc"]) == 0
+        out = capsys.readouterr().out
+        assert "found existing platform admin" in out and first["org_id"] in out and "sk-" not in out
+        assert cli.main(["bootstrap", "--email", email, "--org", "inproc", "--new-key"]) == 0
+        assert "API key (shown once" in capsys.readouterr().out
+
+    def test_short_password_is_a_clear_error(self, session_env: dict[str, str], monkeypatch: Any,
+                                             capsys: Any) -> None:
+        from aiaas.entrypoints import cli
+
+        for name, value in session_env.items():
+            if name.startswith("AIAAS_"):
+                monkeypatch.setenv(name, value)
+        email = f"inproc-{uuid.uuid4().hex[:8]}@example.com"
+        assert cli.main(["bootstrap", "--email", email, "--password", "x" * 80]) == 1
+        assert "72 bytes" in capsys.readouterr().err

@@ -23,6 +23,8 @@ class TestPasswords:
             check_password_rules("a" * 73)
         with pytest.raises(ValidationFailed):  # 36 two-byte characters fit; 37 do not
             check_password_rules("é" * 37)
+        with pytest.raises(ValidationFailed):
+            check_password_rules("short")
 
     def test_too_long_password_never_matches(self) -> None:
         assert asyncio.run(verify_password("a" * 100, None, rounds=12)) is False
