@@ -1,8 +1,51 @@
 """Public interface of the ``auth`` context: the only functions other contexts may call.
 
-Functions here return frozen Structs, never ORM rows.
+Functions here return frozen Structs, never ORM rows. Writes join the caller's ``auth`` unit of work.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from aiaas.auth.schemas import CreatedKey, Key, KeyCreate, KeyIdentity, Session, User
+from aiaas.auth.service import (
+    LastUsedRecorder,
+    create_service_account,
+    create_user,
+    disable_service_account,
+    end_sessions_of,
+    find_user_by_email,
+    flush_last_used,
+    get_user,
+    get_users,
+    identify_api_key,
+    list_audit,
+    list_keys,
+    revoke_org_keys,
+    revoke_owner_keys,
+    session_principal,
+)
+from aiaas.auth.service import create_key as create_key
+
+__all__ = [
+    "CreatedKey",
+    "Key",
+    "KeyCreate",
+    "KeyIdentity",
+    "LastUsedRecorder",
+    "Session",
+    "User",
+    "create_key",
+    "create_service_account",
+    "create_user",
+    "disable_service_account",
+    "end_sessions_of",
+    "find_user_by_email",
+    "flush_last_used",
+    "get_user",
+    "get_users",
+    "identify_api_key",
+    "list_audit",
+    "list_keys",
+    "revoke_org_keys",
+    "revoke_owner_keys",
+    "session_principal",
+]

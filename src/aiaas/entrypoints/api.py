@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from litestar import Litestar
+from litestar.di import Provide
 
+from aiaas.auth import http as auth_http
 from aiaas.entrypoints.bootstrap import Container, dependencies
 from aiaas.kernel.web import make_app
+from aiaas.orgs import http as orgs_http
 
 DESCRIPTION = (
     "Management API of aiaas: users, organizations, memberships, API keys, usage and analytics. "
@@ -18,11 +21,16 @@ def create_app(container: Container) -> Litestar:
     return make_app(
         role="api",
         settings=container.settings,
-        route_handlers=[],
+        route_handlers=[*auth_http.ROUTERS, *orgs_http.ROUTERS],
         checks=container.checks("api"),
         title="aiaas management API",
         description=DESCRIPTION,
-        dependencies=dependencies(container),
+        dependencies={
+            **dependencies(container),
+            "auth_session": Provide(container.session_provider("auth")),
+            "orgs_session": Provide(container.session_provider("orgs")),
+        },
+        authenticator=container.authenticator,
         on_startup=[container.start],
         on_shutdown=[container.stop],
         state={"container": container},

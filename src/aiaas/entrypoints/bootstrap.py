@@ -7,16 +7,18 @@ of reaching every dependency.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aiaas.auth import api as auth_api
 from aiaas.kernel.broker import Broker, Subscription
 from aiaas.kernel.config import Settings
 from aiaas.kernel.db import Database
 from aiaas.kernel.health import Check
+from aiaas.kernel.principals import PrincipalCache
 from aiaas.kernel.publisher import EventPublisher
 from aiaas.kernel.redis import Keys, make_redis
 
@@ -41,6 +43,27 @@ class Container:
         self.keys = Keys(settings.redis_prefix)
         self.broker = Broker(settings)
         self.publisher = EventPublisher(self.broker)
+        self.principal_cache = PrincipalCache(self.redis, self.keys, ttl_seconds=settings.principal_cache_ttl_seconds)
+        self.last_used = auth_api.LastUsedRecorder(self.redis, self.keys)
+        self._authenticator: Any = None
+
+    @property
+    def authenticator(self) -> Any:
+        """Token -> principal resolution of the HTTP apps (see ``entrypoints.security``)."""
+        if self._authenticator is None:
+            from aiaas.entrypoints.security import PrincipalResolver
+
+            self._authenticator = PrincipalResolver(self)
+        return self._authenticator
+
+    def periodic_jobs(self) -> list[tuple[float, Callable[[], Awaitable[None]]]]:
+        """Jobs the worker runs every so often: (interval in seconds, job)."""
+
+        async def flush_last_used() -> None:
+            async with self.db.unit_of_work("auth") as session:
+                await auth_api.flush_last_used(session, self.redis, self.keys)
+
+        return [(self.settings.last_used_flush_seconds, flush_last_used)]
 
     async def _ping_redis(self) -> None:
         await self.redis.ping()
@@ -79,8 +102,9 @@ class Container:
             log.warning("RabbitMQ not reachable at start: %s", type(exc).__name__)
 
     async def stop(self) -> None:
-        """Flush buffered events, then close every connection."""
+        """Flush buffered events and usage stamps, then close every connection."""
         await self.publisher.flush()
+        await self.last_used.flush()
         await self.broker.close()
         await self.redis.aclose()
         await self.db.dispose()
@@ -99,7 +123,15 @@ def dependencies(container: Container) -> dict[str, Any]:
     def _keys() -> Keys:
         return container.keys
 
+    def _settings() -> Settings:
+        return container.settings
+
+    def _principal_cache() -> PrincipalCache:
+        return container.principal_cache
+
     return {
         "redis": Provide(_redis, use_cache=True, sync_to_thread=False),
         "keys": Provide(_keys, use_cache=True, sync_to_thread=False),
+        "settings": Provide(_settings, use_cache=True, sync_to_thread=False),
+        "principal_cache": Provide(_principal_cache, use_cache=True, sync_to_thread=False),
     }

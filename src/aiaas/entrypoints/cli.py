@@ -5,6 +5,7 @@ Usage::
     aiaas serve --role api|streamer|worker|all [--workers N]
     aiaas migrate
     aiaas openapi [--check] [--output FILE]
+    aiaas bootstrap [--email E] [--password P] [--org NAME] [--new-key] [--json]
 """
 
 from __future__ import annotations
@@ -44,7 +45,47 @@ def _parser() -> argparse.ArgumentParser:
     openapi = sub.add_parser("openapi", help="write the OpenAPI document of both HTTP roles")
     openapi.add_argument("--output", default="contracts/openapi.yaml")
     openapi.add_argument("--check", action="store_true", help="exit 1 when the file differs from the app")
+    boot = sub.add_parser("bootstrap", help="create the first platform admin, an org and an API key (idempotent)")
+    boot.add_argument("--email", default=None, help="admin email (default AIAAS_BOOTSTRAP_ADMIN_EMAIL or "
+                      "admin@localhost)")
+    boot.add_argument("--password", default=None, help="admin password (default AIAAS_BOOTSTRAP_ADMIN_PASSWORD; "
+                      "generated and printed once when neither is set)")
+    boot.add_argument("--org", default=None, help="org name (default AIAAS_BOOTSTRAP_ORG or 'default')")
+    boot.add_argument("--new-key", action="store_true", help="issue a new key even when the admin exists")
+    boot.add_argument("--json", action="store_true", help='print {"api_key", "org_id", "admin_email"} only')
     return parser
+
+
+def _bootstrap(settings: object, args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from aiaas.entrypoints.setup import bootstrap
+    from aiaas.kernel.errors import AppError
+
+    email = args.email or os.environ.get("AIAAS_BOOTSTRAP_ADMIN_EMAIL") or "admin@localhost"
+    password = args.password or os.environ.get("AIAAS_BOOTSTRAP_ADMIN_PASSWORD") or None
+    org = args.org or os.environ.get("AIAAS_BOOTSTRAP_ORG") or "default"
+    try:
+        result = asyncio.run(bootstrap(settings, email=email, password=password, org_name=org,  # type: ignore[arg-type]
+                                       new_key=args.new_key))
+    except AppError as exc:
+        print(f"aiaas: bootstrap failed: {exc.detail}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"api_key": result.api_key, "org_id": result.org_id, "admin_email": result.admin_email}))
+        if result.generated_password:
+            print(f"aiaas: generated admin password (shown once): {result.generated_password}", file=sys.stderr)
+        return 0
+    print(("created" if result.created_admin else "found existing") + f" platform admin {result.admin_email}")
+    if result.generated_password:
+        print(f"generated admin password (shown once, store it now): {result.generated_password}")
+    print(("created" if result.created_org else "found existing") + f" org {org!r}: {result.org_id}")
+    if result.api_key:
+        print(f"API key (shown once, store it now): {result.api_key}")
+    else:
+        print("the admin already exists; no key printed (run with --new-key to issue another)")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from aiaas.entrypoints.openapi import check_or_write
 
         return check_or_write(settings, Path(args.output), check=args.check)
+    if args.command == "bootstrap":
+        return _bootstrap(settings, args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

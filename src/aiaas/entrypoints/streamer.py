@@ -24,6 +24,7 @@ def create_app(container: Container) -> Litestar:
         description=DESCRIPTION,
         openai_errors=True,
         dependencies=dependencies(container),
+        authenticator=container.authenticator,
         on_startup=[container.start],
         on_shutdown=[container.stop],
         state={"container": container},

@@ -61,15 +61,54 @@ class ConsumerRuntime:
         self._stops.clear()
 
 
+class PeriodicJobs:
+    """Runs the container's periodic jobs (e.g. moving API-key last-used stamps into PostgreSQL)."""
+
+    def __init__(self, container: Container) -> None:
+        self.jobs = container.periodic_jobs()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start one loop per job."""
+        for interval, job in self.jobs:
+            self._tasks.append(asyncio.create_task(self._loop(interval, job), name=f"aiaas-job-{job.__name__}"))
+
+    @staticmethod
+    async def _loop(interval: float, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await job()
+            except Exception:  # a failed run is retried at the next tick
+                log.warning("periodic job %s failed", job.__name__, exc_info=True)
+
+    async def stop(self) -> None:
+        """Cancel the loops, then run each job once more so nothing collected is lost."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for _, job in self.jobs:
+            try:
+                await job()
+            except Exception:  # shutting down: report and go on
+                log.warning("final run of %s failed", job.__name__, exc_info=True)
+
+
 def create_app(container: Container) -> Litestar:
-    """The worker's HTTP app: observability only; consumers start with it and stop with it."""
+    """The worker's HTTP app: observability only; consumers and periodic jobs start with it and stop with it."""
     runtime = ConsumerRuntime(container)
+    jobs = PeriodicJobs(container)
 
     async def start() -> None:
         await container.start()
         await runtime.start()
+        await jobs.start()
 
     async def stop() -> None:
+        await jobs.stop()
         await runtime.stop()
         await container.stop()
 

@@ -59,6 +59,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     migrations_dir: str | None = None
 
+    # Identity: passwords, sessions, login throttling, the principal cache.
+    bcrypt_rounds: Annotated[int, msgspec.Meta(ge=12, le=16)] = 12
+    session_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=30 * 86_400)] = 12 * 3600
+    login_max_failures_per_account: Annotated[int, msgspec.Meta(ge=1)] = 5
+    login_failure_window_seconds: Annotated[int, msgspec.Meta(ge=1)] = 900
+    login_max_attempts_per_address: Annotated[int, msgspec.Meta(ge=1)] = 30
+    login_address_window_seconds: Annotated[int, msgspec.Meta(ge=1)] = 60
+    principal_cache_ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 300
+    last_used_flush_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+
     def database_url_for(self, context: str) -> str:
         """The database URL of one bounded context: its own override, else the shared one."""
         if context not in CONTEXTS:

@@ -7,7 +7,7 @@ share one engine (one pool). Connections are tagged with the process role as ``a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import MetaData, text
@@ -61,6 +61,18 @@ def make_engine(url: str, *, settings: Settings, role: str) -> AsyncEngine:
     return engine
 
 
+_AFTER_COMMIT = "aiaas_after_commit"
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[None]]) -> None:
+    """Run ``callback`` after ``session``'s unit of work commits (e.g. to drop a cache entry).
+
+    Used for side effects that must not happen if the transaction rolls back, such as invalidating a
+    cached principal: done before the commit, a concurrent request could re-cache the old row.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
 class Database:
     """The engines and session factories of every context, one engine per distinct URL."""
 
@@ -89,10 +101,14 @@ class Database:
     async def unit_of_work(self, context: str) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits when the block ends cleanly and rolls back otherwise.
 
-        Services never commit; the request handler or the consumer owns this unit of work.
+        Services never commit; the request handler or the consumer owns this unit of work. Callbacks
+        registered with :func:`after_commit` run once the commit has succeeded (never after a rollback).
         """
-        async with self._sessions[context]() as session, session.begin():
-            yield session
+        async with self._sessions[context]() as session:
+            async with session.begin():
+                yield session
+            for callback in session.info.pop(_AFTER_COMMIT, ()):
+                await callback()
 
     async def ping(self) -> None:
         """Run ``SELECT 1`` on every distinct engine; raises when one cannot answer."""

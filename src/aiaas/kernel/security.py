@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from enum import StrEnum
 
 import msgspec
@@ -26,6 +27,16 @@ class Permission(StrEnum):
     USAGE_READ = "usage:read"
     AUDIT_READ = "audit:read"
     PLATFORM_ADMIN = "platform:admin"
+    # Any authenticated principal acting on itself (its profile, its session): granted to everyone signed in.
+    SELF = "self"
+
+
+class Scope(StrEnum):
+    """What an API key may be used for, on top of its owner's role (a key never exceeds its owner)."""
+
+    INFERENCE = "inference"
+    MANAGEMENT_READ = "management:read"
+    MANAGEMENT_WRITE = "management:write"
 
 
 class OrgRole(StrEnum):
@@ -77,13 +88,84 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     tpm_limit: int | None = None
     token_budget: int | None = None
 
-    def has(self, permission: Permission) -> bool:
-        """Whether this principal's role (in its org) grants ``permission``."""
-        return permission in permissions_of(self.org_role, platform_admin=self.platform_admin)
+    def has(self, permission: Permission, *, write: bool = False) -> bool:
+        """Whether this principal may use ``permission``: its role grants it and, for an API key, its scopes do.
+
+        ``write`` asks for the management write scope of an API key (the guard sets it for unsafe methods).
+        """
+        if permission is Permission.SELF:
+            return True
+        if permission not in permissions_of(self.org_role, platform_admin=self.platform_admin):
+            return False
+        return self.kind != "api_key" or scope_allows(self.scopes, permission, write=write)
 
     def may_use_model(self, model: str) -> bool:
         """Whether the key's model allow-list (if any) admits ``model``."""
         return self.allowed_models is None or model in self.allowed_models
+
+
+READ_PERMISSIONS: frozenset[Permission] = frozenset({Permission.ORG_READ, Permission.USAGE_READ,
+                                                     Permission.AUDIT_READ, Permission.SELF})
+
+
+def scope_allows(scopes: frozenset[str], permission: Permission, *, write: bool = False) -> bool:
+    """Whether an API key's scopes admit ``permission`` (``write``: the request changes something)."""
+    if permission is Permission.SELF:
+        return True
+    if permission is Permission.MODELS_INVOKE:
+        return Scope.INFERENCE in scopes
+    if Scope.MANAGEMENT_WRITE in scopes:
+        return True
+    return not write and permission in READ_PERMISSIONS | {Permission.KEYS_MANAGE_OWN, Permission.KEYS_MANAGE_ALL,
+                                                           Permission.MEMBERS_MANAGE} \
+        and Scope.MANAGEMENT_READ in scopes
+
+
+# --- Tokens -------------------------------------------------------------------------------------------
+# API keys look like OpenAI's: ``sk-`` then 43 URL-safe characters (256 random bits). Session tokens
+# start with ``ses_``. Both are opaque; only their SHA-256 is ever stored.
+API_KEY_PREFIX = "sk-"
+SESSION_PREFIX = "ses_"
+TOKEN_BODY_LENGTH = 43  # len(secrets.token_urlsafe(32))
+DISPLAY_PREFIX_LENGTH = 12  # "sk-" and 9 characters: enough to tell keys apart in a list, useless to guess
+_URLSAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def new_api_key() -> str:
+    """A fresh API key (``sk-`` + 256 random bits, URL-safe base64)."""
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_session_token() -> str:
+    """A fresh opaque session token (``ses_`` + 256 random bits)."""
+    return SESSION_PREFIX + secrets.token_urlsafe(32)
+
+
+def display_prefix(api_key: str) -> str:
+    """The short public part of a key shown in listings (``sk-AbCdEfGhI``)."""
+    return api_key[:DISPLAY_PREFIX_LENGTH]
+
+
+def token_kind(token: str) -> str | None:
+    """``"api_key"``, ``"session"`` or None when ``token`` cannot be one of ours (checked before any lookup)."""
+    for prefix, kind in ((API_KEY_PREFIX, "api_key"), (SESSION_PREFIX, "session")):
+        if token.startswith(prefix):
+            body = token[len(prefix):]
+            if len(body) == TOKEN_BODY_LENGTH and all(c in _URLSAFE for c in body):
+                return kind
+            return None
+    return None
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None when absent or malformed."""
+    if not header or len(header) > 512:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    return token or None
 
 
 def sha256_hex(token: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ControllerRouterHandler
@@ -35,6 +35,8 @@ def openapi_config(title: str, description: str) -> OpenAPIConfig:
         ),
         security=[{"bearer": []}],
         create_examples=False,
+        # The schema routes are public: clients and SDK generators fetch them without a token.
+        openapi_router=Router("/openapi", route_handlers=[], include_in_schema=False, opt={"public": True}),
     )
 
 
@@ -53,9 +55,24 @@ def make_app(
     middleware: Sequence[Any] = (),
     extra_ready_state: Callable[[], Mapping[str, str]] | None = None,
     state: Mapping[str, Any] | None = None,
+    authenticator: Any | None = None,
 ) -> Litestar:
-    """A Litestar app for one role, every error rendered as problem+json."""
+    """A Litestar app for one role, every error rendered as problem+json.
+
+    With an ``authenticator`` (see :mod:`aiaas.kernel.guard`) every route is authenticated and checked
+    by the RBAC guard, and handlers can ask for the ``principal`` dependency.
+    """
     from litestar.datastructures import State
+
+    from aiaas.kernel.guard import AUTHENTICATOR_STATE, principal_dependency, rbac_guard
+
+    deps = dict(dependencies or {})
+    app_state = dict(state or {})
+    guards = []
+    if authenticator is not None:
+        guards.append(rbac_guard)
+        deps["principal"] = principal_dependency()
+        app_state[AUTHENTICATOR_STATE] = authenticator
 
     return Litestar(
         route_handlers=[
@@ -68,9 +85,10 @@ def make_app(
         openapi_config=openapi_config(title, description),
         on_startup=list(on_startup),
         on_shutdown=list(on_shutdown),
-        dependencies=dict(dependencies or {}),
+        dependencies=deps,
+        guards=guards,
         middleware=list(middleware),
-        state=State(dict(state or {})),
+        state=State(app_state),
         logging_config=None,
         debug=False,
     )
