@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from litestar import Litestar
+from litestar.di import Provide
 
 from aiaas.entrypoints.bootstrap import Container, dependencies
+from aiaas.entrypoints.streamer import with_principal
+from aiaas.inference.http import CatalogAdminController
+from aiaas.inference.service.catalog import CatalogCache
 from aiaas.kernel.web import make_app
 
 DESCRIPTION = (
@@ -13,16 +20,26 @@ DESCRIPTION = (
 )
 
 
-def create_app(container: Container) -> Litestar:
+def create_app(container: Container, *, principal_provider: Callable[..., Any] | None = None) -> Litestar:
     """Build the management API for ``container``'s dependencies."""
+
+    def _catalog() -> CatalogCache:
+        return container.catalog
+
+    def _inference_uow() -> Any:
+        return container.inference_session
+
+    deps = dependencies(container)
+    deps["catalog"] = Provide(_catalog, sync_to_thread=False)
+    deps["inference_uow"] = Provide(_inference_uow, sync_to_thread=False)
     return make_app(
         role="api",
         settings=container.settings,
-        route_handlers=[],
+        route_handlers=[CatalogAdminController],
         checks=container.checks("api"),
         title="aiaas management API",
         description=DESCRIPTION,
-        dependencies=dependencies(container),
+        dependencies=with_principal(deps, principal_provider),
         on_startup=[container.start],
         on_shutdown=[container.stop],
         state={"container": container},
