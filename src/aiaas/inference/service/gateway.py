@@ -260,17 +260,17 @@ class Gateway:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         now = time.time()
-        closed, half_open = order_deployments(p.model.deployments, p.breaker, now=now)
-        if not closed and not half_open:
+        order = order_deployments(p.model.deployments, p.breaker, now=now)
+        if not order:
             wait = retry_after_seconds(p.model.deployments, p.breaker, now=now)
             raise ServiceUnavailable(f"Every deployment of `{p.model.name}` is failing; retry in {wait}s.",
                                      code="no_healthy_deployment", headers={"Retry-After": str(wait)})
         last: UpstreamFailure | None = None
         attempts = 0
-        for dep in [*closed, *half_open]:
+        for dep, half_open in order:
             if attempts >= self._max_attempts or (attempts and loop.time() - t0 > self._retry_budget):
                 break
-            if dep in half_open and not await self.breakers.acquire_probe(p.model.name, dep):
+            if half_open and not await self.breakers.acquire_probe(p.model.name, dep):
                 continue
             provider = self._providers.get(dep.provider)
             if provider is None:

@@ -61,31 +61,29 @@ def decode_state(raw: bytes | None) -> BreakerState:
 
 
 def order_deployments(deployments: Sequence[Deployment], state: BreakerState, *, now: float,
-                      rng: random.Random | None = None) -> tuple[list[Deployment], list[Deployment]]:
-    """Deployments to try in order: ``(closed, half_open)``.
+                      rng: random.Random | None = None) -> list[tuple[Deployment, bool]]:
+    """Deployments to try, in order, each with whether its breaker is half-open (needs a probe lock).
 
     Enabled deployments with weight > 0 are grouped by priority (0 first); inside a group the order is a
     weighted random permutation (each deployment's key is ``u ** (1 / weight)``, larger first), so the
     first choice follows the weights and the fallbacks are the remaining ones. Open breakers are left
-    out; half-open ones are returned separately so the caller can take a probe lock for them.
+    out; half-open ones keep their place, so they get probe traffic even while the others are healthy.
     """
     r = rng or random
-    keyed: list[tuple[int, float, Deployment]] = []
-    half_open: list[tuple[int, float, Deployment]] = []
+    keyed: list[tuple[int, float, Deployment, bool]] = []
     for d in deployments:
         if not d.enabled or d.weight <= 0:
             continue
         key = r.random() ** (1.0 / d.weight)
         entry = state.get(d.id)
+        half_open = False
         if entry is not None and entry[1] > 0:
             if now < entry[1]:
                 continue  # open
-            half_open.append((d.priority, -key, d))
-            continue
-        keyed.append((d.priority, -key, d))
+            half_open = True
+        keyed.append((d.priority, -key, d, half_open))
     keyed.sort(key=lambda t: (t[0], t[1]))
-    half_open.sort(key=lambda t: (t[0], t[1]))
-    return [t[2] for t in keyed], [t[2] for t in half_open]
+    return [(t[2], t[3]) for t in keyed]
 
 
 def retry_after_seconds(deployments: Sequence[Deployment], state: BreakerState, *, now: float) -> int:
