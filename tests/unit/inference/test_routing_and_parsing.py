@@ -53,9 +53,11 @@ class TestParse:
     @given(st.binary(max_size=200))
     def test_garbage_is_always_400(self, body: bytes) -> None:
         try:
-            parse("completions", body)
-        except BadRequest:
-            pass
+            parsed = parse("completions", body)
+        except BadRequest as exc:
+            assert exc.status == 400
+        else:
+            assert parsed.model
 
     def test_param_of_plain_message(self) -> None:
         assert param_of("Expected `object`, got `array`") is None
