@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,32 @@ class TestParseText:
         one = "  - name: a\n    deployments:\n      - name: d\n        upstream_model: m\n        base_url: http://h\n"
         with pytest.raises(CatalogFileError, match="more than once"):
             parse_text("models:\n" + one + one)
+
+
+class TestPlanAndApplyInProcess:
+    async def test_create_update_delete_cycle(self, settings: Any) -> None:
+        from aiaas.entrypoints.bootstrap import Container
+        from aiaas.inference.service.catalog_file import plan_and_apply
+
+        name, org = f"file/{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+        one = ("  - name: {n}\n    deployments:\n      - name: d\n        upstream_model: m\n"
+               "        base_url: http://h/v1\n        weight: {w}\n")
+        c = Container(settings, role="api")
+        try:
+            async def run(text: str, dry: bool = False) -> list[str]:
+                async with c.db.unit_of_work("inference") as s:
+                    return [str(x) for x in await plan_and_apply(session=s, file=parse_text(text), dry_run=dry)]
+
+            doc = ("models:\n" + one.format(n=name, w=1)
+                   + f"org_model_access:\n  - org_id: {org}\n    models: [{name}]\n")
+            planned = await run(doc, dry=True)  # other tests' file-managed entries would be deleted too
+            assert {f"+ model {name}", f"+ access {org}: models ['{name}']"} <= set(planned)
+            assert set(await run(doc)) == set(planned)
+            assert await run(doc) == []
+            changed = await run(doc.replace("weight: 1", "weight: 2"))
+            assert len(changed) == 1 and changed[0].startswith(f"~ model {name}: changes deployments")
+            gone = await run("models: []\n")
+            assert f"- model {name}" in gone and f"- access {org}" in gone
+        finally:
+            await c.redis.aclose()
+            await c.db.dispose()
