@@ -114,6 +114,8 @@ def settings(service_urls: dict[str, str], database_name: str) -> Iterator[Setti
         "AIAAS_BROKER_PREFIX": f"test-{SESSION_ID}.",
         "AIAAS_LOG_JSON": "true",
         "AIAAS_READY_TIMEOUT_SECONDS": "1",
+        # Every in-process test client logs in from one address; the throttle has its own tests.
+        "AIAAS_LOGIN_MAX_ATTEMPTS_PER_ADDRESS": "1000000",
     }
     settings = load_settings(env)
     from aiaas.entrypoints.migrate import migrate

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Litestar
 from litestar.di import Provide
 
 from aiaas.auth import http as auth_http
 from aiaas.entrypoints.bootstrap import Container, dependencies
+from aiaas.inference.http import CatalogAdminController
+from aiaas.inference.service.catalog import CatalogCache
 from aiaas.kernel.web import make_app
 from aiaas.orgs import http as orgs_http
 
@@ -18,15 +22,25 @@ DESCRIPTION = (
 
 def create_app(container: Container) -> Litestar:
     """Build the management API for ``container``'s dependencies."""
+
+    def _catalog() -> CatalogCache:
+        return container.catalog
+
+    def _inference_uow() -> Any:
+        return container.inference_session
+
+    deps = dependencies(container)
+    deps["catalog"] = Provide(_catalog, sync_to_thread=False)
+    deps["inference_uow"] = Provide(_inference_uow, sync_to_thread=False)
     return make_app(
         role="api",
         settings=container.settings,
-        route_handlers=[*auth_http.ROUTERS, *orgs_http.ROUTERS],
+        route_handlers=[*auth_http.ROUTERS, *orgs_http.ROUTERS, CatalogAdminController],
         checks=container.checks("api"),
         title="aiaas management API",
         description=DESCRIPTION,
         dependencies={
-            **dependencies(container),
+            **deps,
             "auth_session": Provide(container.session_provider("auth")),
             "orgs_session": Provide(container.session_provider("orgs")),
         },

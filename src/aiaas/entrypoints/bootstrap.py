@@ -10,10 +10,16 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.auth import api as auth_api
+from aiaas.inference.providers.http import HttpUpstream, make_session
+from aiaas.inference.providers.local import LocalRunner
+from aiaas.inference.service.catalog import CatalogCache
+from aiaas.inference.service.gateway import Gateway
+from aiaas.inference.service.routing import Breakers
 from aiaas.kernel.broker import Broker, Subscription
 from aiaas.kernel.config import Settings
 from aiaas.kernel.db import Database
@@ -46,6 +52,13 @@ class Container:
         self.principal_cache = PrincipalCache(self.redis, self.keys, ttl_seconds=settings.principal_cache_ttl_seconds)
         self.last_used = auth_api.LastUsedRecorder(self.redis, self.keys)
         self._authenticator: Any = None
+        self.catalog = CatalogCache(self.redis, self.keys, self.inference_session,
+                                    ttl=settings.inference_catalog_ttl_seconds)
+        # Inference pieces exist only in processes that serve the streamer: the upstream HTTP pool is
+        # opened on startup (it needs the running loop) and the embedded model loads on first use.
+        self.http_session: aiohttp.ClientSession | None = None
+        self.local_runner: LocalRunner | None = None
+        self.gateway: Gateway | None = None
 
     @property
     def authenticator(self) -> Any:
@@ -64,6 +77,26 @@ class Container:
                 await auth_api.flush_last_used(session, self.redis, self.keys)
 
         return [(self.settings.last_used_flush_seconds, flush_last_used)]
+
+    def inference_session(self) -> Any:
+        """A unit of work of the ``inference`` context (an async context manager)."""
+        return self.db.unit_of_work("inference")
+
+    def _start_inference(self) -> None:
+        s = self.settings
+        self.http_session = make_session(pool_size=s.inference_upstream_pool_size,
+                                         keepalive_seconds=s.inference_upstream_keepalive_seconds)
+        if s.local_model_enabled:
+            self.local_runner = LocalRunner(model_path=s.local_model_path, n_ctx=s.local_model_context,
+                                            n_threads=s.local_model_threads, max_queue=s.local_model_max_queue,
+                                            default_max_tokens=s.local_model_max_tokens)
+        breakers = Breakers(self.redis, self.keys, failures=s.inference_breaker_failures,
+                            cooldown=s.inference_breaker_cooldown_seconds)
+        publisher = self.publisher
+        self.gateway = Gateway(catalog=self.catalog, breakers=breakers, http=HttpUpstream(self.http_session),
+                               local=self.local_runner, max_attempts=s.inference_max_attempts,
+                               retry_budget=s.inference_retry_budget_seconds,
+                               publish=lambda event: publisher.emit("inference", event))
 
     async def _ping_redis(self) -> None:
         await self.redis.ping()
@@ -96,6 +129,8 @@ class Container:
 
     async def start(self) -> None:
         """Connect what must be connected up front (the broker connects lazily on first use)."""
+        if self.role in ("streamer", "all") and self.gateway is None:
+            self._start_inference()
         try:
             await self.broker.connect(timeout=self.settings.ready_timeout_seconds * 3)
         except Exception as exc:  # the broker may be down at start; /ready reports it and publishing retries
@@ -105,6 +140,13 @@ class Container:
         """Flush buffered events and usage stamps, then close every connection."""
         await self.publisher.flush()
         await self.last_used.flush()
+        if self.http_session is not None:
+            await self.http_session.close()
+            self.http_session = None
+        if self.local_runner is not None:
+            self.local_runner.shutdown()
+            self.local_runner = None
+        self.gateway = None
         await self.broker.close()
         await self.redis.aclose()
         await self.db.dispose()

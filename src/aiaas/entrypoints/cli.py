@@ -6,6 +6,7 @@ Usage::
     aiaas migrate
     aiaas openapi [--check] [--output FILE]
     aiaas bootstrap [--email E] [--password P] [--org NAME] [--new-key] [--json]
+    aiaas apply -f FILE [--dry-run]
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=None, help="worker processes (default AIAAS_WORKERS or 1)")
 
     sub.add_parser("migrate", help="upgrade the database to the newest schema (idempotent, lock-protected)")
+
+    apply = sub.add_parser("apply", help="reconcile the model catalog with a YAML file (idempotent)")
+    apply.add_argument("-f", "--file", required=True, help="catalog YAML file")
+    apply.add_argument("--dry-run", action="store_true", help="print the changes without applying them")
 
     openapi = sub.add_parser("openapi", help="write the OpenAPI document of both HTTP roles")
     openapi.add_argument("--output", default="contracts/openapi.yaml")
@@ -114,6 +119,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         migrate(settings)
         print("aiaas: database is at the newest revision")
         return 0
+    if args.command == "apply":
+        import asyncio
+
+        path = Path(args.file)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            print(f"aiaas: cannot read {path}: {exc.strerror}", file=sys.stderr)
+            return 2
+        return asyncio.run(_apply(settings, path, text, dry_run=args.dry_run))
     if args.command == "openapi":
         from aiaas.entrypoints.openapi import check_or_write
 
@@ -121,6 +136,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "bootstrap":
         return _bootstrap(settings, args)
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+async def _apply(settings: object, path: Path, text: str, *, dry_run: bool) -> int:
+    from aiaas.entrypoints.bootstrap import Container
+    from aiaas.inference.service.catalog_file import CatalogFileError, parse_text, plan_and_apply
+    from aiaas.kernel.errors import AppError
+
+    try:
+        file = parse_text(text)
+    except CatalogFileError as exc:
+        print(f"aiaas: {path}: {exc}", file=sys.stderr)
+        return 2
+    container = Container(settings, role="api")  # type: ignore[arg-type]
+    try:
+        try:
+            async with container.db.unit_of_work("inference") as session:
+                changes = await plan_and_apply(session=session, file=file, dry_run=dry_run)
+        except AppError as exc:
+            print(f"aiaas: {path}: {exc.detail}", file=sys.stderr)
+            return 2
+        for change in changes:
+            print(str(change))
+        if not changes:
+            print("aiaas: catalog already matches the file")
+        elif dry_run:
+            print(f"aiaas: {len(changes)} change(s) planned (dry run, nothing applied)")
+        else:
+            await container.catalog.refresh_models([c.name for c in changes if c.kind == "model"])
+            await container.catalog.refresh_access([c.name for c in changes if c.kind == "access"])
+            print(f"aiaas: applied {len(changes)} change(s)")
+        return 0
+    finally:
+        await container.redis.aclose()
+        await container.db.dispose()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from litestar import Litestar
+from litestar.di import Provide
 
 from aiaas.entrypoints.bootstrap import Container, dependencies
+from aiaas.inference.http import streamer_handlers
+from aiaas.inference.service.gateway import Gateway
+from aiaas.kernel.errors import ServiceUnavailable
 from aiaas.kernel.web import make_app
 
 DESCRIPTION = (
@@ -15,15 +19,23 @@ DESCRIPTION = (
 
 def create_app(container: Container) -> Litestar:
     """Build the inference app for ``container``'s dependencies."""
+
+    def _gateway() -> Gateway:
+        if container.gateway is None:
+            raise ServiceUnavailable("The inference gateway is starting.", code="starting")
+        return container.gateway
+
+    deps = dependencies(container)
+    deps["gateway"] = Provide(_gateway, sync_to_thread=False)
     return make_app(
         role="streamer",
         settings=container.settings,
-        route_handlers=[],
+        route_handlers=streamer_handlers,
         checks=container.checks("streamer"),
         title="aiaas inference API",
         description=DESCRIPTION,
         openai_errors=True,
-        dependencies=dependencies(container),
+        dependencies=deps,
         authenticator=container.authenticator,
         on_startup=[container.start],
         on_shutdown=[container.stop],

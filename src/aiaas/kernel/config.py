@@ -68,6 +68,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     login_address_window_seconds: Annotated[int, msgspec.Meta(ge=1)] = 60
     principal_cache_ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 300
     last_used_flush_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    inference_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
+    inference_retry_budget_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
+    inference_breaker_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    inference_breaker_cooldown_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 15.0
+    inference_catalog_ttl_seconds: Annotated[int, msgspec.Meta(ge=1)] = 3600
+    inference_upstream_pool_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    inference_upstream_keepalive_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
+    local_model_enabled: bool = True
+    local_model_path: str | None = None
+    local_model_context: Annotated[int, msgspec.Meta(ge=128, le=131_072)] = 2048
+    local_model_threads: Annotated[int, msgspec.Meta(ge=1, le=256)] | None = None
+    local_model_max_queue: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 16
+    local_model_max_tokens: Annotated[int, msgspec.Meta(ge=1, le=131_072)] = 512
 
     def database_url_for(self, context: str) -> str:
         """The database URL of one bounded context: its own override, else the shared one."""

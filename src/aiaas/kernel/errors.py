@@ -256,7 +256,9 @@ def _http_exception_handler(
     if isinstance(exc, ValidationException) or (status == 400 and exc.extra):
         errors = _validation_errors(exc.extra) or None
         if errors:
-            status = 422
+            # OpenAI answers invalid input with 400 invalid_request_error (the SDKs' BadRequestError);
+            # the management API keeps 422 for it.
+            status = 400 if openai else 422
             detail = "; ".join(f"{e.get('key') or 'body'}: {e.get('message')}" for e in errors)
     elif isinstance(exc.__cause__, SerializationException):
         detail = f"Request body is not valid JSON: {detail}"

@@ -1,0 +1,114 @@
+"""Gateway-added latency: the same fake upstream hit directly and through the streamer, side by side.
+
+Prints p50/p99 of non-streamed chat completions and of streaming TTFB (time to the first content event)
+at concurrency 1, interleaving direct and gateway requests so machine noise hits both alike. Targets
+127.0.0.1 only and stops after a bounded number of requests.
+
+    AIAAS_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/aiaas_bench \\
+        python bench/gateway_overhead.py [--requests 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = b'{"model":"%s","messages":[{"role":"user","content":"hi"}]%s}'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"port {port} never opened")
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000
+
+
+async def one(session: aiohttp.ClientSession, url: str, model: str, stream: bool) -> float:
+    body = BODY % (model.encode(), b',"stream":true' if stream else b"")
+    t = time.perf_counter()
+    async with session.post(url, data=body, headers={"content-type": "application/json",
+                                                     "authorization": "Bearer bench"}) as r:
+        if r.status != 200:
+            raise RuntimeError(f"{url}: {r.status} {await r.text()}")
+        if stream:
+            async for line in r.content:
+                if line.startswith(b"data: {") and b'"content"' in line:
+                    took = time.perf_counter() - t
+                    await r.read()
+                    return took
+        await r.read()
+        return time.perf_counter() - t
+
+
+async def run(n: int, upstream_port: int, gateway_port: int) -> None:
+    direct = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
+    gateway = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as s:
+        for stream in (False, True):
+            for _ in range(200):  # warm both paths (and the gateway's caches)
+                await one(s, direct, "fake", stream)
+                await one(s, gateway, "bench/fake", stream)
+            d: list[float] = []
+            g: list[float] = []
+            for _ in range(n):
+                d.append(await one(s, direct, "fake", stream))
+                g.append(await one(s, gateway, "bench/fake", stream))
+            label = "streaming TTFB" if stream else "non-streamed latency"
+            print(f"\n{label} over {n} requests at concurrency 1 (ms)")
+            print(f"{'':10}{'p50':>9}{'p99':>9}{'mean':>9}")
+            print(f"{'direct':10}{pct(d, .5):9.3f}{pct(d, .99):9.3f}{statistics.mean(d) * 1000:9.3f}")
+            print(f"{'gateway':10}{pct(g, .5):9.3f}{pct(g, .99):9.3f}{statistics.mean(g) * 1000:9.3f}")
+            print(f"{'added':10}{pct(g, .5) - pct(d, .5):9.3f}{pct(g, .99) - pct(d, .99):9.3f}"
+                  f"{(statistics.mean(g) - statistics.mean(d)) * 1000:9.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=2000)
+    args = ap.parse_args()
+    n = max(10, min(args.requests, 20_000))
+    up_port, gw_port = free_port(), free_port()
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT / 'src'}", "AIAAS_LOG_LEVEL": "WARNING"}
+    env.setdefault("AIAAS_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/aiaas_bench")
+    env.setdefault("AIAAS_REDIS_PREFIX", "bench:")
+    upstream = subprocess.Popen([sys.executable, "-c", (
+        f"import time, fake_upstream as f; f.FakeUpstream({up_port}).start(); time.sleep(3600)")], env=env)
+    gw = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_streamer_for_bench.py"), str(gw_port),
+                           f"http://127.0.0.1:{up_port}/v1"], env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait(up_port)
+        wait(gw_port)
+        asyncio.run(run(n, up_port, gw_port))
+    finally:
+        for p in (gw, upstream):
+            p.terminate()
+            p.wait(10)
+
+
+if __name__ == "__main__":
+    main()

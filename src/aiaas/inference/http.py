@@ -1,0 +1,243 @@
+"""HTTP routes of the ``inference`` context.
+
+``streamer_handlers``: the OpenAI-compatible endpoints (``/v1/chat/completions``, ``/v1/completions``,
+``/v1/embeddings``, ``/v1/models``), mounted on the streamer. ``CatalogAdminController``: the model
+catalog and org model-access policies under ``/v1/admin``, mounted on the management API.
+
+Bodies of the inference endpoints are read as bytes and decoded once by ``service.requests.parse``
+(not by the framework), so fields the gateway does not interpret are forwarded untouched and invalid
+input is answered 400 ``invalid_request_error`` naming the field, as OpenAI does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from litestar.response import Stream
+from litestar.types import ASGIApp, Receive, Scope, Send
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aiaas.inference.schemas import (
+    CatalogModel,
+    ModelAccess,
+    ModelList,
+    ModelObject,
+    ModelSpec,
+    ModelUpdate,
+    OrgModelAccess,
+)
+from aiaas.inference.service import catalog as catalog_service
+from aiaas.inference.service.catalog import CatalogCache
+from aiaas.inference.service.gateway import CallContext, Gateway
+from aiaas.inference.service.requests import parse
+from aiaas.kernel.errors import Forbidden, NotFound
+from aiaas.kernel.security import Permission, Principal
+
+INVOKE = {"permission": Permission.MODELS_INVOKE}
+ADMIN = {"permission": Permission.PLATFORM_ADMIN}
+_CTX = "aiaas.inference.call"
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+SessionScope = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+# Dependencies by name: ``principal`` comes from authentication, the rest from the composition root.
+PrincipalDep = NamedDependency[Principal]
+GatewayDep = NamedDependency[Gateway]
+UowDep = NamedDependency[SessionScope]
+CatalogDep = NamedDependency[CatalogCache]
+ModelPath = FromPath[str]
+
+
+def _require(principal: Principal, permission: Permission) -> None:
+    # The RBAC guard checks the route's permission too; this keeps the routes safe on their own.
+    if not principal.has(permission):
+        raise Forbidden(f"This action needs the {permission.value} permission.", code="permission_denied")
+
+
+def accounting(app: ASGIApp) -> ASGIApp:
+    """Route middleware: after the response has been sent (or the client left), account the request."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await app(scope, receive, send)
+        finally:
+            held = scope.get("state", {}).pop(_CTX, None)
+            if held is not None:
+                gateway, ctx = held
+                gateway.finish(ctx)
+
+    return middleware
+
+
+def _ms(ctx: CallContext) -> str:
+    return str(int((time.perf_counter() - ctx.started) * 1000))
+
+
+async def _invoke(request: Request[Any, Any, Any], principal: Principal, gateway: Gateway,
+                  endpoint: str) -> Response[Any]:
+    ctx = CallContext(request_id=request.scope["state"].get("request_id", ""), endpoint=endpoint,
+                      principal=principal)
+    request.scope["state"][_CTX] = (gateway, ctx)
+    try:
+        _require(principal, Permission.MODELS_INVOKE)
+        parsed = parse(endpoint, await request.body())
+        prepared = await gateway.prepare(principal=principal, parsed=parsed, ctx=ctx)
+        if parsed.stream:
+            stream = await gateway.open_stream(prepared, ctx)
+            headers = {**prepared.headers, **_SSE_HEADERS, "openai-processing-ms": _ms(ctx)}
+            return Stream(gateway.relay(stream, ctx, parsed.wants_usage), media_type="text/event-stream",
+                          headers=headers)
+        reply = await gateway.complete(prepared, ctx)
+        return Response(reply.body, media_type="application/json",
+                        headers={**prepared.headers, "openai-processing-ms": _ms(ctx)})
+    except BaseException as exc:
+        ctx.failed(exc)
+        raise
+
+
+@post("/v1/chat/completions", opt=INVOKE, status_code=200, middleware=[accounting], tags=["inference"],
+      summary="Create a chat completion", operation_id="createChatCompletion")
+async def chat_completions(request: Request[Any, Any, Any], principal: PrincipalDep,
+                           gateway: GatewayDep) -> Response[Any]:
+    """OpenAI's chat completions; ``stream: true`` answers Server-Sent Events ending in ``data: [DONE]``."""
+    return await _invoke(request, principal, gateway, "chat.completions")
+
+
+@post("/v1/completions", opt=INVOKE, status_code=200, middleware=[accounting], tags=["inference"],
+      summary="Create a (legacy) completion", operation_id="createCompletion")
+async def completions(request: Request[Any, Any, Any], principal: PrincipalDep, gateway: GatewayDep) -> Response[Any]:
+    """OpenAI's legacy text completions, streamed or not."""
+    return await _invoke(request, principal, gateway, "completions")
+
+
+@post("/v1/embeddings", opt=INVOKE, status_code=200, middleware=[accounting], tags=["inference"],
+      summary="Create embeddings", operation_id="createEmbedding")
+async def embeddings(request: Request[Any, Any, Any], principal: PrincipalDep, gateway: GatewayDep) -> Response[Any]:
+    """OpenAI's embeddings."""
+    return await _invoke(request, principal, gateway, "embeddings")
+
+
+def _visible(models: list[CatalogModel], org_models: list[str] | None, principal: Principal) -> list[ModelObject]:
+    allowed = set(org_models) if org_models is not None else None
+    return [ModelObject(id=m.name, created=m.created, owned_by=m.owned_by) for m in models
+            if (allowed is None or m.name in allowed) and principal.may_use_model(m.name)]
+
+
+@get("/v1/models", opt=INVOKE, tags=["inference"], summary="List models", operation_id="listModels")
+async def list_models(principal: PrincipalDep, gateway: GatewayDep) -> ModelList:
+    """The models this API key (and its organization's policy) may use."""
+    _require(principal, Permission.MODELS_INVOKE)
+    models = await gateway.catalog.all_models()
+    org_models = await gateway.catalog.org_models(principal.org_id)
+    return ModelList(data=_visible(models, org_models, principal))
+
+
+@get("/v1/models/{model:path}", opt=INVOKE, tags=["inference"], summary="Retrieve a model",
+     operation_id="retrieveModel")
+async def retrieve_model(model: ModelPath, principal: PrincipalDep, gateway: GatewayDep) -> ModelObject:
+    """One model, if this API key may use it (404 otherwise, as OpenAI answers)."""
+    _require(principal, Permission.MODELS_INVOKE)
+    name = model.lstrip("/")
+    models = await gateway.catalog.all_models()
+    org_models = await gateway.catalog.org_models(principal.org_id)
+    for m in _visible([m for m in models if m.name == name], org_models, principal):
+        return m
+    raise NotFound(f"The model `{name}` does not exist or you do not have access to it.", code="model_not_found",
+                   param="model")
+
+
+streamer_handlers = [chat_completions, completions, embeddings, list_models, retrieve_model]
+
+
+class CatalogAdminController(Controller):
+    """The model catalog and org model-access policies (platform admins only).
+
+    Changes take effect on every streamer at once: each write commits, then rewrites the Redis cache.
+    """
+
+    path = "/v1/admin"
+    tags = ["catalog"]
+    opt = ADMIN
+
+    @get("/models", summary="List catalog models")
+    async def list_catalog(self, principal: PrincipalDep, inference_uow: UowDep) -> list[CatalogModel]:
+        """Every model with its deployments."""
+        _require(principal, Permission.PLATFORM_ADMIN)
+        async with inference_uow() as session:
+            return await catalog_service.list_models(session=session)
+
+    @post("/models", summary="Add a model")
+    async def create(self, data: JSONBody[ModelSpec], principal: PrincipalDep, inference_uow: UowDep,
+                     catalog: CatalogDep) -> CatalogModel:
+        """Add a public model name served by one or more deployments."""
+        _require(principal, Permission.PLATFORM_ADMIN)
+        async with inference_uow() as session:
+            created = await catalog_service.create_model(session=session, spec=data)
+        await catalog.refresh_models([created.name])
+        return created
+
+    @get("/models/{name:path}", summary="Get a model")
+    async def get_one(self, name: ModelPath, principal: PrincipalDep, inference_uow: UowDep) -> CatalogModel:
+        """One model with its deployments."""
+        _require(principal, Permission.PLATFORM_ADMIN)
+        async with inference_uow() as session:
+            return await catalog_service.get_model(session=session, name=name.lstrip("/"))
+
+    @put("/models/{name:path}", summary="Replace a model")
+    async def replace(self, name: ModelPath, data: JSONBody[ModelUpdate], principal: PrincipalDep,
+                      inference_uow: UowDep,
+                      catalog: CatalogDep) -> CatalogModel:
+        """Replace a model's settings and deployments (a deployment keeps its id while its name is unchanged)."""
+        _require(principal, Permission.PLATFORM_ADMIN)
+        async with inference_uow() as session:
+            updated = await catalog_service.replace_model(session=session, name=name.lstrip("/"), update=data)
+        await catalog.refresh_models([updated.name])
+        return updated
+
+    @delete("/models/{name:path}", summary="Delete a model")
+    async def remove(self, name: ModelPath, principal: PrincipalDep, inference_uow: UowDep,
+                     catalog: CatalogDep) -> None:
+        """Remove a model and its deployments."""
+        _require(principal, Permission.PLATFORM_ADMIN)
+        async with inference_uow() as session:
+            await catalog_service.delete_model(session=session, name=name.lstrip("/"))
+        await catalog.refresh_models([name.lstrip("/")])
+
+    @get("/model-access", summary="List org model-access policies")
+    async def list_policies(self, principal: PrincipalDep, inference_uow: UowDep) -> list[OrgModelAccess]:
+        """Every organization that is restricted to a list of models."""
+        _require(principal, Permission.PLATFORM_ADMIN)
+        async with inference_uow() as session:
+            return await catalog_service.list_access(session=session)
+
+    @get("/model-access/{org_id:str}", summary="Get an org's model access")
+    async def get_policy(self, org_id: ModelPath, principal: PrincipalDep, inference_uow: UowDep) -> OrgModelAccess:
+        """Which models an organization may use (``models`` null: all of them)."""
+        _require(principal, Permission.PLATFORM_ADMIN)
+        async with inference_uow() as session:
+            return await catalog_service.get_access(session=session, org_id=org_id)
+
+    @put("/model-access/{org_id:str}", summary="Set an org's model access")
+    async def put_policy(self, org_id: ModelPath, data: JSONBody[ModelAccess], principal: PrincipalDep,
+                         inference_uow: UowDep,
+                         catalog: CatalogDep) -> OrgModelAccess:
+        """Restrict an organization to a list of models (null lifts the restriction)."""
+        _require(principal, Permission.PLATFORM_ADMIN)
+        async with inference_uow() as session:
+            policy = await catalog_service.put_access(session=session, org_id=org_id, access=data)
+        await catalog.refresh_access([policy.org_id])
+        return policy
+
+    @delete("/model-access/{org_id:str}", summary="Remove an org's model-access policy")
+    async def delete_policy(self, org_id: ModelPath, principal: PrincipalDep, inference_uow: UowDep,
+                            catalog: CatalogDep) -> None:
+        """Let the organization use every model again."""
+        _require(principal, Permission.PLATFORM_ADMIN)
+        async with inference_uow() as session:
+            await catalog_service.delete_access(session=session, org_id=org_id)
+        await catalog.refresh_access([org_id])

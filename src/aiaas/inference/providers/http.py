@@ -1,0 +1,157 @@
+"""OpenAI-compatible HTTP upstreams (vLLM, llama.cpp server, Ollama, TGI, OpenAI) over aiohttp.
+
+One ``ClientSession`` per process with a keep-alive connection pool. Timeouts: ``connect_timeout`` for
+the TCP/TLS connect, ``first_byte_timeout`` until the status line (and, for streams, the first event),
+``chunk_timeout`` for each gap between stream events, and ``total_timeout`` (the request's deadline)
+overall. Stream events are passed on as the upstream's own bytes, never re-encoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import aiohttp
+
+from aiaas.inference.providers.base import Call, UpstreamFailure, UpstreamReply
+from aiaas.inference.schemas import Deployment
+
+PATHS = {"chat.completions": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+
+
+def make_session(*, pool_size: int, keepalive_seconds: float) -> aiohttp.ClientSession:
+    """The process's upstream client: pooled keep-alive connections, no cookie jar, no auto-decompression."""
+    connector = aiohttp.TCPConnector(limit=pool_size, limit_per_host=0, keepalive_timeout=keepalive_seconds,
+                                     ttl_dns_cache=300, enable_cleanup_closed=True)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+                                 skip_auto_headers=("User-Agent",), timeout=aiohttp.ClientTimeout(total=None))
+
+
+def _url(dep: Deployment, endpoint: str) -> str:
+    base = (dep.base_url or "").rstrip("/")
+    return base + PATHS[endpoint]
+
+
+def _headers(dep: Deployment, call: Call) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity", **call.extra_headers}
+    if dep.credential_ref:
+        secret = os.environ.get(dep.credential_ref)
+        if not secret:
+            raise UpstreamFailure("config", f"credential {dep.credential_ref} is not set in the environment")
+        headers["Authorization"] = f"Bearer {secret}"
+    return headers
+
+
+async def _read_failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
+    try:
+        body = await asyncio.wait_for(resp.read(), 5)
+    except Exception:  # the error body is best effort; the status is what matters
+        body = b""
+    finally:
+        resp.release()
+    status = resp.status
+    kind = "status_429" if status == 429 else "status_5xx" if status >= 500 else "status_4xx"
+    return UpstreamFailure(kind, f"upstream answered {status}", status=status, body=body,
+                           retry_after=resp.headers.get("Retry-After"))
+
+
+class HttpUpstream:
+    """Calls one deployment over HTTP."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def _open(self, dep: Deployment, call: Call, first_byte_at: float) -> aiohttp.ClientResponse:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=dep.connect_timeout)
+        try:
+            async with asyncio.timeout_at(first_byte_at):
+                resp = await self._session.post(_url(dep, call.endpoint), data=call.body,
+                                                headers=_headers(dep, call), timeout=timeout)
+        except TimeoutError as exc:
+            raise UpstreamFailure("timeout", "no response from the upstream before the first-byte timeout") \
+                from exc
+        except (aiohttp.ClientConnectorError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamFailure("connect", f"cannot connect to the upstream ({type(exc).__name__})") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure("protocol", f"upstream connection failed ({type(exc).__name__})") from exc
+        if resp.status >= 300:
+            raise await _read_failure(resp)
+        return resp
+
+    async def complete(self, dep: Deployment, call: Call) -> UpstreamReply:
+        """Send a non-streaming request and read the whole body."""
+        loop = asyncio.get_running_loop()
+        first_byte_at = min(loop.time() + dep.first_byte_timeout, call.deadline)
+        resp = await self._open(dep, call, first_byte_at)
+        try:
+            async with asyncio.timeout_at(call.deadline):
+                body = await resp.read()
+        except TimeoutError as exc:
+            resp.close()
+            raise UpstreamFailure("timeout", "the upstream response did not finish in time") from exc
+        except aiohttp.ClientError as exc:
+            resp.close()
+            raise UpstreamFailure("protocol", f"upstream response broke off ({type(exc).__name__})") from exc
+        resp.release()
+        return UpstreamReply(body=body, content_type=resp.headers.get("Content-Type", "application/json"))
+
+    async def stream(self, dep: Deployment, call: Call) -> HttpEventStream:
+        """Send a streaming request and wait for its first SSE event."""
+        loop = asyncio.get_running_loop()
+        first_byte_at = min(loop.time() + dep.first_byte_timeout, call.deadline)
+        resp = await self._open(dep, call, first_byte_at)
+        stream = HttpEventStream(resp, chunk_timeout=dep.chunk_timeout, deadline=call.deadline)
+        try:
+            first = await stream.read_event(first_byte_at)
+        except BaseException:
+            await stream.aclose()
+            raise
+        if first is None:
+            await stream.aclose()
+            raise UpstreamFailure("protocol", "the upstream closed the stream before its first event")
+        stream.first = first
+        return stream
+
+
+class HttpEventStream:
+    """SSE events of one upstream response, read line by line and handed on as bytes."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, *, chunk_timeout: float, deadline: float) -> None:
+        self._resp = resp
+        self._content = resp.content
+        self._chunk_timeout = chunk_timeout
+        self._deadline = deadline
+        self._loop = asyncio.get_running_loop()
+        self.first = b""
+
+    async def read_event(self, until: float) -> bytes | None:
+        """Read one event (lines up to a blank line); None at a clean end of the stream."""
+        parts: list[bytes] = []
+        try:
+            async with asyncio.timeout_at(until):
+                while True:
+                    line = await self._content.readline()
+                    if not line:  # EOF
+                        return b"".join(parts) + b"\n" if parts else None
+                    if line == b"\n" or line == b"\r\n":
+                        if parts:
+                            parts.append(line)
+                            return b"".join(parts)
+                        continue
+                    parts.append(line)
+        except TimeoutError as exc:
+            kind = "timeout"
+            raise UpstreamFailure(kind, "the upstream stalled between chunks") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure("protocol", f"the upstream stream broke off ({type(exc).__name__})") from exc
+
+    async def next_event(self) -> bytes | None:
+        """The next event, bounded by the chunk gap and the request deadline."""
+        return await self.read_event(min(self._loop.time() + self._chunk_timeout, self._deadline))
+
+    async def aclose(self) -> None:
+        """Close the connection unless the body was read to the end (then it returns to the pool)."""
+        if self._content.at_eof():
+            self._resp.release()
+        else:
+            self._resp.close()

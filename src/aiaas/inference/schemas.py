@@ -1,0 +1,226 @@
+"""Request and response Structs of the inference endpoints, and the catalog's shapes.
+
+Requests are decoded twice from the same bytes, both with msgspec and both cheap: once into a typed
+Struct that validates the fields the gateway interprets (OpenAI's schema for them), and once into a
+``dict[str, msgspec.Raw]`` that keeps every field as the client's own bytes. The upstream body is the
+raw dict with ``model`` (and for streams ``stream_options``) replaced, so fields the gateway does not
+interpret (tools, response_format, logprobs, seed, n, ...) reach the upstream byte for byte.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+Capability = Literal["chat", "completions", "embeddings"]
+Provider = Literal["openai", "local"]
+
+_NonNeg = Annotated[int, msgspec.Meta(ge=0)]
+_Pos = Annotated[int, msgspec.Meta(ge=1)]
+
+
+# --- requests (only the fields the gateway reads or validates; everything else passes through) ---
+
+
+class StreamOptions(msgspec.Struct, kw_only=True):
+    include_usage: bool | None = None
+
+
+class ChatMessage(msgspec.Struct, kw_only=True):
+    """One message; content may be text, a list of parts, or null (assistant tool calls)."""
+
+    role: Annotated[str, msgspec.Meta(min_length=1)]
+    content: str | list[Any] | None = None
+
+
+class ChatCompletionRequest(msgspec.Struct, kw_only=True):
+    """``POST /v1/chat/completions``: the validated part of the body."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: _NonNeg | None = None
+    max_completion_tokens: _NonNeg | None = None
+    n: Annotated[int, msgspec.Meta(ge=1, le=128)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    stop: str | list[str] | None = None
+    user: str | None = None
+
+
+class CompletionRequest(msgspec.Struct, kw_only=True):
+    """``POST /v1/completions`` (legacy): the validated part of the body."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    prompt: str | list[str | int | list[int]]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: _NonNeg | None = None
+    n: Annotated[int, msgspec.Meta(ge=1, le=128)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    stop: str | list[str] | None = None
+    echo: bool | None = None
+
+
+class EmbeddingRequest(msgspec.Struct, kw_only=True):
+    """``POST /v1/embeddings``: the validated part of the body."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    input: str | list[str | int | list[int]]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: _Pos | None = None
+
+
+# --- what the gateway peeks at in upstream responses (unknown fields are skipped while decoding) ---
+
+
+class Usage(msgspec.Struct, kw_only=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ContentPeek(msgspec.Struct, kw_only=True):
+    content: Any = None
+
+
+class ChoicePeek(msgspec.Struct, kw_only=True):
+    finish_reason: str | None = None
+    text: str | None = None
+    message: ContentPeek | None = None
+    delta: ContentPeek | None = None
+
+    @property
+    def delta_has_content(self) -> bool:
+        """Whether this stream chunk carries generated text (or tool-call text)."""
+        return self.delta is not None and bool(self.delta.content)
+
+
+class ResponsePeek(msgspec.Struct, kw_only=True):
+    """The parts of a completion, chunk or embeddings response the gateway accounts from."""
+
+    choices: list[ChoicePeek] | None = None
+    usage: Usage | None = None
+    error: msgspec.Raw | None = None
+
+
+class ErrorPeek(msgspec.Struct, kw_only=True):
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
+    param: str | None = None
+
+
+class ErrorBodyPeek(msgspec.Struct, kw_only=True):
+    error: ErrorPeek | str | None = None
+    message: str | None = None
+    detail: Any = None
+
+
+# --- models list (OpenAI shape) ---
+
+
+class ModelObject(msgspec.Struct, kw_only=True):
+    """One entry of ``GET /v1/models``."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(msgspec.Struct, kw_only=True):
+    """``GET /v1/models``."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelObject]
+
+
+# --- the catalog (admin API, YAML file, and the Redis cache all use these) ---
+
+
+class DeploymentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One place a model is served from. ``credential_ref`` names an environment variable (or a mounted
+    secret exposed as one) holding the upstream API key; the key itself is never stored."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
+    provider: Provider = "openai"
+    upstream_model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    base_url: Annotated[str, msgspec.Meta(pattern=r"^https?://")] | None = None
+    credential_ref: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    weight: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 1
+    priority: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    connect_timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 3.0
+    first_byte_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 60.0
+    chunk_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
+    total_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 600.0
+    context_length: _Pos | None = None
+    enabled: bool = True
+
+
+class ModelSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A public model name and the deployments serving it."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$")]
+    owned_by: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "aiaas"
+    capabilities: list[Capability] = msgspec.field(default_factory=lambda: ["chat", "completions"])
+    context_length: _Pos | None = None
+    deployments: Annotated[list[DeploymentSpec], msgspec.Meta(min_length=1)]
+
+
+class ModelUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Replace a model's fields and deployments (``PUT``)."""
+
+    owned_by: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "aiaas"
+    capabilities: list[Capability] = msgspec.field(default_factory=lambda: ["chat", "completions"])
+    context_length: _Pos | None = None
+    deployments: Annotated[list[DeploymentSpec], msgspec.Meta(min_length=1)]
+
+
+class Deployment(msgspec.Struct, frozen=True, kw_only=True):
+    """A deployment as cached for the hot path."""
+
+    id: str
+    name: str
+    provider: str
+    upstream_model: str
+    base_url: str | None
+    credential_ref: str | None
+    weight: int
+    priority: int
+    connect_timeout: float
+    first_byte_timeout: float
+    chunk_timeout: float
+    total_timeout: float
+    context_length: int | None
+    enabled: bool
+
+
+class CatalogModel(msgspec.Struct, frozen=True, kw_only=True):
+    """A model with its deployments, as cached in Redis and returned by the admin API."""
+
+    id: str
+    name: str
+    owned_by: str
+    capabilities: list[str]
+    context_length: int | None
+    created: int
+    managed_by: str
+    deployments: list[Deployment]
+
+
+class ModelAccess(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Which models an organization may use; ``models`` null means every model in the catalog."""
+
+    models: list[Annotated[str, msgspec.Meta(min_length=1, max_length=200)]] | None
+
+
+class OrgModelAccess(msgspec.Struct, frozen=True, kw_only=True):
+    """An organization's model-access policy."""
+
+    org_id: str
+    models: list[str] | None
+    managed_by: str

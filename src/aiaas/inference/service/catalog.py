@@ -1,0 +1,280 @@
+"""The model catalog: its rules (create, replace, delete, org access) and its Redis cache.
+
+The hot path reads the catalog from Redis only: one ``MGET`` returns the public model's entry, the
+caller's org access policy and the model's breaker state, each msgspec-encoded. PostgreSQL is read only
+on a cache miss (then the entry is written back with a TTL); a model that does not exist is cached as a
+short-lived negative entry so unknown names cannot hammer the database. Every admin change rewrites the
+affected keys after its transaction commits, so every streamer sees it on its next request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+import msgspec
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aiaas.inference import repository
+from aiaas.inference.models import DeploymentRow, ModelRow, OrgModelAccessRow
+from aiaas.inference.schemas import (
+    CatalogModel,
+    Deployment,
+    DeploymentSpec,
+    ModelAccess,
+    ModelSpec,
+    ModelUpdate,
+    OrgModelAccess,
+)
+from aiaas.kernel.errors import BadRequest, Conflict, NotFound
+from aiaas.kernel.redis import Keys
+
+_MISSING = b"-"
+_NEGATIVE_TTL = 30
+_model_decoder = msgspec.json.Decoder(CatalogModel)
+_index_decoder = msgspec.json.Decoder(list[CatalogModel])
+_access_decoder = msgspec.json.Decoder(list[str] | None)
+_encode = msgspec.json.encode
+
+SessionScope = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+
+# --- rows <-> structs ---
+
+
+def to_catalog_model(row: ModelRow) -> CatalogModel:
+    """The cached/public form of a model row (deployments loaded)."""
+    return CatalogModel(
+        id=str(row.id), name=row.name, owned_by=row.owned_by, capabilities=list(row.capabilities),
+        context_length=row.context_length, created=int(row.created_at.timestamp()), managed_by=row.managed_by,
+        deployments=[Deployment(
+            id=str(d.id), name=d.name, provider=d.provider, upstream_model=d.upstream_model, base_url=d.base_url,
+            credential_ref=d.credential_ref, weight=d.weight, priority=d.priority,
+            connect_timeout=d.connect_timeout, first_byte_timeout=d.first_byte_timeout,
+            chunk_timeout=d.chunk_timeout, total_timeout=d.total_timeout, context_length=d.context_length,
+            enabled=d.enabled) for d in row.deployments],
+    )
+
+
+def to_spec(model: CatalogModel) -> ModelSpec:
+    """The declarative form of a cached model (what a catalog file would say)."""
+    return ModelSpec(
+        name=model.name, owned_by=model.owned_by, capabilities=list(model.capabilities),  # type: ignore[arg-type]
+        context_length=model.context_length,
+        deployments=[DeploymentSpec(
+            name=d.name, provider=d.provider, upstream_model=d.upstream_model,  # type: ignore[arg-type]
+            base_url=d.base_url, credential_ref=d.credential_ref, weight=d.weight, priority=d.priority,
+            connect_timeout=d.connect_timeout, first_byte_timeout=d.first_byte_timeout,
+            chunk_timeout=d.chunk_timeout, total_timeout=d.total_timeout, context_length=d.context_length,
+            enabled=d.enabled) for d in model.deployments],
+    )
+
+
+def _deployment_rows(specs: list[DeploymentSpec]) -> list[DeploymentRow]:
+    names = [d.name for d in specs]
+    if len(set(names)) != len(names):
+        raise BadRequest("deployment names must be unique within a model", param="deployments",
+                         code="duplicate_deployment")
+    for d in specs:
+        if d.provider == "openai" and not d.base_url:
+            raise BadRequest(f"deployment {d.name!r} of provider openai needs a base_url", param="deployments",
+                             code="missing_base_url")
+    return [DeploymentRow(
+        id=uuid.uuid4(), name=d.name, provider=d.provider, upstream_model=d.upstream_model, base_url=d.base_url,
+        credential_ref=d.credential_ref, weight=d.weight, priority=d.priority, connect_timeout=d.connect_timeout,
+        first_byte_timeout=d.first_byte_timeout, chunk_timeout=d.chunk_timeout, total_timeout=d.total_timeout,
+        context_length=d.context_length, enabled=d.enabled) for d in specs]
+
+
+# --- rules (take a session, never commit) ---
+
+
+async def list_models(*, session: AsyncSession) -> list[CatalogModel]:
+    """Every model of the catalog."""
+    return [to_catalog_model(r) for r in await repository.list_models(session)]
+
+
+async def get_model(*, session: AsyncSession, name: str) -> CatalogModel:
+    """One model by public name."""
+    row = await repository.get_model(session, name)
+    if row is None:
+        raise NotFound(f"model {name!r} is not in the catalog", code="model_not_found")
+    return to_catalog_model(row)
+
+
+async def create_model(*, session: AsyncSession, spec: ModelSpec, managed_by: str = "api") -> CatalogModel:
+    """Add a public model with its deployments."""
+    if await repository.get_model(session, spec.name) is not None:
+        raise Conflict(f"model {spec.name!r} already exists", code="model_exists")
+    row = ModelRow(id=uuid.uuid4(), name=spec.name, owned_by=spec.owned_by, capabilities=list(spec.capabilities),
+                   context_length=spec.context_length, managed_by=managed_by,
+                   deployments=_deployment_rows(spec.deployments))
+    await repository.add_model(session, row)
+    row = await repository.get_model(session, spec.name)
+    assert row is not None
+    return to_catalog_model(row)
+
+
+async def replace_model(*, session: AsyncSession, name: str, update: ModelUpdate,
+                        managed_by: str = "api") -> CatalogModel:
+    """Replace a model's fields and deployments (deployments keep their id while their name is unchanged)."""
+    row = await repository.get_model(session, name, for_update=True)
+    if row is None:
+        raise NotFound(f"model {name!r} is not in the catalog", code="model_not_found")
+    row.owned_by = update.owned_by
+    row.capabilities = list(update.capabilities)
+    row.context_length = update.context_length
+    row.managed_by = managed_by
+    await repository.replace_deployments(session, row, _deployment_rows(update.deployments))
+    session.expunge(row)
+    fresh = await repository.get_model(session, name)
+    assert fresh is not None
+    return to_catalog_model(fresh)
+
+
+async def delete_model(*, session: AsyncSession, name: str) -> None:
+    """Remove a model and its deployments."""
+    row = await repository.get_model(session, name, for_update=True)
+    if row is None:
+        raise NotFound(f"model {name!r} is not in the catalog", code="model_not_found")
+    await repository.delete_model(session, row)
+
+
+def _access(row: OrgModelAccessRow) -> OrgModelAccess:
+    return OrgModelAccess(org_id=str(row.org_id), models=list(row.models) if row.models is not None else None,
+                          managed_by=row.managed_by)
+
+
+def _org_uuid(org_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(org_id)
+    except ValueError:
+        raise BadRequest(f"{org_id!r} is not an organization id", param="org_id", code="invalid_org_id") from None
+
+
+async def list_access(*, session: AsyncSession) -> list[OrgModelAccess]:
+    """Every organization's model-access policy."""
+    return [_access(r) for r in await repository.list_access(session)]
+
+
+async def get_access(*, session: AsyncSession, org_id: str) -> OrgModelAccess:
+    """An organization's policy (``models`` null when it has none: every model)."""
+    row = await repository.get_access(session, _org_uuid(org_id))
+    return _access(row) if row else OrgModelAccess(org_id=org_id, models=None, managed_by="api")
+
+
+async def put_access(*, session: AsyncSession, org_id: str, access: ModelAccess,
+                     managed_by: str = "api") -> OrgModelAccess:
+    """Set which models an organization may use."""
+    models = sorted(set(access.models)) if access.models is not None else None
+    return _access(await repository.put_access(session, _org_uuid(org_id), models, managed_by=managed_by))
+
+
+async def delete_access(*, session: AsyncSession, org_id: str) -> None:
+    """Drop an organization's policy (it may then use every model)."""
+    await repository.delete_access(session, _org_uuid(org_id))
+
+
+# --- the cache ---
+
+
+class Lookup(msgspec.Struct, frozen=True):
+    """What one hot-path ``MGET`` found."""
+
+    model: CatalogModel | None
+    org_models: list[str] | None  # None: no org restriction
+    breaker_raw: bytes | None
+
+
+class CatalogCache:
+    """The catalog in Redis, filled from PostgreSQL on a miss."""
+
+    def __init__(self, redis: Redis, keys: Keys, sessions: SessionScope, *, ttl: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._sessions = sessions
+        self._ttl = ttl
+
+    def model_key(self, name: str) -> str:
+        return self._keys("inference", "model", name)
+
+    def access_key(self, org_id: str) -> str:
+        return self._keys("inference", "access", org_id)
+
+    def index_key(self) -> str:
+        return self._keys("inference", "models")
+
+    async def lookup(self, name: str, org_id: str | None, breaker_key: str) -> Lookup:
+        """The model, the org's policy and the breaker state in one round trip (DB only on a miss)."""
+        keys = [self.model_key(name), breaker_key]
+        if org_id:
+            keys.append(self.access_key(org_id))
+        values = await self._redis.mget(keys)
+        raw_model, breaker = values[0], values[1]
+        raw_access = values[2] if org_id else b"null"
+        if raw_model is None:
+            model = await self.load_model(name)
+        else:
+            model = None if raw_model == _MISSING else _model_decoder.decode(raw_model)
+        if raw_access is None:
+            org_models = await self.load_access(org_id)  # type: ignore[arg-type]
+        else:
+            org_models = _access_decoder.decode(raw_access)
+        return Lookup(model, org_models, breaker)
+
+    async def load_model(self, name: str) -> CatalogModel | None:
+        """Read one model from PostgreSQL and cache it (or its absence)."""
+        async with self._sessions() as session:
+            row = await repository.get_model(session, name)
+            model = to_catalog_model(row) if row else None
+        if model is None:
+            await self._redis.set(self.model_key(name), _MISSING, ex=_NEGATIVE_TTL)
+        else:
+            await self._redis.set(self.model_key(name), _encode(model), ex=self._ttl)
+        return model
+
+    async def load_access(self, org_id: str) -> list[str] | None:
+        """Read one org's policy from PostgreSQL and cache it."""
+        try:
+            oid = uuid.UUID(org_id)
+        except ValueError:
+            return None
+        async with self._sessions() as session:
+            row = await repository.get_access(session, oid)
+            models = list(row.models) if row and row.models is not None else None
+        await self._redis.set(self.access_key(org_id), _encode(models), ex=self._ttl)
+        return models
+
+    async def all_models(self) -> list[CatalogModel]:
+        """Every model (for ``GET /v1/models``): one GET, the database only on a miss."""
+        raw = await self._redis.get(self.index_key())
+        if raw is not None:
+            return _index_decoder.decode(raw)
+        return await self.refresh_index()
+
+    async def org_models(self, org_id: str | None) -> list[str] | None:
+        """An org's policy from the cache."""
+        if not org_id:
+            return None
+        raw = await self._redis.get(self.access_key(org_id))
+        return _access_decoder.decode(raw) if raw is not None else await self.load_access(org_id)
+
+    async def refresh_index(self) -> list[CatalogModel]:
+        """Rewrite the list of models from PostgreSQL."""
+        async with self._sessions() as session:
+            models = await list_models(session=session)
+        await self._redis.set(self.index_key(), _encode(models), ex=self._ttl)
+        return models
+
+    async def refresh_models(self, names: list[str]) -> None:
+        """After a change committed: rewrite the named models' entries and the index."""
+        for name in names:
+            await self.load_model(name)
+        await self.refresh_index()
+
+    async def refresh_access(self, org_ids: list[str]) -> None:
+        """After a policy change committed: rewrite the orgs' entries."""
+        for org_id in org_ids:
+            await self.load_access(org_id)

@@ -1,0 +1,96 @@
+"""Decoding and validating inference request bodies (once, with msgspec) into what the gateway needs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import msgspec
+
+from aiaas.inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from aiaas.inference.service.tokens import estimate_tokens
+from aiaas.kernel.errors import BadRequest
+
+ENDPOINTS = ("chat.completions", "completions", "embeddings")
+CAPABILITY = {"chat.completions": "chat", "completions": "completions", "embeddings": "embeddings"}
+
+_decoders = {
+    "chat.completions": msgspec.json.Decoder(ChatCompletionRequest),
+    "completions": msgspec.json.Decoder(CompletionRequest),
+    "embeddings": msgspec.json.Decoder(EmbeddingRequest),
+}
+_raw_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_PROMPT_FIELD = {"chat.completions": "messages", "completions": "prompt", "embeddings": "input"}
+_AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_MISSING_FIELD = re.compile(r"missing required field `(?P<field>[^`]+)`")
+_USAGE_ON = msgspec.Raw(b'{"include_usage":true}')
+
+
+@dataclass(slots=True)
+class Parsed:
+    """A validated request: what the gateway reads, and the raw fields to forward."""
+
+    endpoint: str
+    model: str
+    stream: bool
+    wants_usage: bool
+    max_tokens: int | None
+    estimated_prompt_tokens: int
+    raw: dict[str, msgspec.Raw]
+
+    def upstream_body(self, upstream_model: str) -> bytes:
+        """The body for one deployment: the client's fields with ``model`` replaced (and usage on for streams)."""
+        raw = self.raw
+        raw["model"] = msgspec.Raw(msgspec.json.encode(upstream_model))
+        return msgspec.json.encode(raw)
+
+
+def param_of(message: str) -> str | None:
+    """The failing field of a msgspec validation message, as OpenAI names it (``messages[0].role``)."""
+    field = None
+    missing = _MISSING_FIELD.search(message)
+    at = _AT.search(message)
+    base = at.group("path") if at else ""
+    if missing:
+        field = f"{base}.{missing.group('field')}" if base else missing.group("field")
+    elif base:
+        field = base
+    return field or None
+
+
+def _clean(message: str) -> str:
+    return _AT.sub("", message)
+
+
+def parse(endpoint: str, body: bytes) -> Parsed:
+    """Validate ``body`` for ``endpoint``; raise ``BadRequest`` (400) naming the failing field."""
+    if not body:
+        raise BadRequest("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        req = _decoders[endpoint].decode(body)
+        raw = _raw_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        msg = str(exc)
+        param = param_of(msg)
+        detail = f"Invalid value for '{param}': {_clean(msg)}" if param else f"Invalid request body: {_clean(msg)}"
+        raise BadRequest(detail, param=param) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"We could not parse the JSON body of your request: {exc}", code="invalid_json") from None
+    stream = bool(getattr(req, "stream", False))
+    wants_usage = False
+    if stream:
+        opts = req.stream_options  # type: ignore[union-attr]
+        wants_usage = bool(opts and opts.include_usage)
+        if "stream_options" in raw and not wants_usage:
+            merged = msgspec.json.decode(raw["stream_options"]) or {}
+            merged["include_usage"] = True
+            raw["stream_options"] = msgspec.Raw(msgspec.json.encode(merged))
+        elif not wants_usage:
+            raw["stream_options"] = _USAGE_ON
+    elif "stream_options" in raw:
+        raise BadRequest("stream_options is only allowed when stream is true", param="stream_options")
+    max_tokens = getattr(req, "max_completion_tokens", None) or getattr(req, "max_tokens", None)
+    prompt = raw.get(_PROMPT_FIELD[endpoint])
+    return Parsed(endpoint=endpoint, model=req.model, stream=stream, wants_usage=wants_usage,
+                  max_tokens=max_tokens, estimated_prompt_tokens=estimate_tokens(bytes(prompt) if prompt else b""),
+                  raw=raw)

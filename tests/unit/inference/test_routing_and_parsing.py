@@ -1,0 +1,131 @@
+"""Pure rules of the inference path: request validation, routing order, breaker state, stream accounting."""
+
+from __future__ import annotations
+
+import random
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aiaas.inference.schemas import Deployment
+from aiaas.inference.service.gateway import CallContext
+from aiaas.inference.service.requests import param_of, parse
+from aiaas.inference.service.routing import decode_state, order_deployments, retry_after_seconds
+from aiaas.inference.service.tokens import estimate_tokens
+from aiaas.kernel.errors import BadRequest
+from aiaas.kernel.security import Principal
+
+
+def dep(name: str, *, weight: int = 1, priority: int = 0, enabled: bool = True) -> Deployment:
+    return Deployment(id=name, name=name, provider="openai", upstream_model="m", base_url="http://x", weight=weight,
+                      credential_ref=None, priority=priority, connect_timeout=1, first_byte_timeout=1,
+                      chunk_timeout=1, total_timeout=10, context_length=None, enabled=enabled)
+
+
+class TestParse:
+    def test_unknown_fields_kept_as_raw_bytes_and_model_replaced(self) -> None:
+        body = b'{"model":"pub","messages":[{"role":"user","content":"x"}],"tools":[{"a": 1.50}],"seed":3}'
+        p = parse("chat.completions", body)
+        out = msgspec.json.decode(p.upstream_body("up"))
+        assert out["model"] == "up" and out["seed"] == 3
+        assert b'[{"a": 1.50}]' in p.upstream_body("up")  # byte for byte, not re-encoded
+
+    def test_stream_forces_usage(self) -> None:
+        p = parse("chat.completions", b'{"model":"m","messages":[{"role":"u"}],"stream":true,'
+                                      b'"stream_options":{"include_usage":false,"other":1}}')
+        assert not p.wants_usage
+        assert msgspec.json.decode(p.upstream_body("m"))["stream_options"] == {"include_usage": True, "other": 1}
+
+    @pytest.mark.parametrize(("body", "param"), [
+        (b'{"messages":[{"role":"u"}]}', "model"),
+        (b'{"model":"m","messages":[]}', "messages"),
+        (b'{"model":"m","messages":[{"content":"x"}]}', "messages[0].role"),
+        (b'{"model":"m","messages":[{"role":"u"}],"temperature":9}', "temperature"),
+        (b'{"model":"m","messages":[{"role":"u"}],"stream_options":{}}', "stream_options"),
+    ])
+    def test_invalid_names_param(self, body: bytes, param: str) -> None:
+        with pytest.raises(BadRequest) as info:
+            parse("chat.completions", body)
+        assert info.value.param == param
+
+    @given(st.binary(max_size=200))
+    def test_garbage_is_always_400(self, body: bytes) -> None:
+        try:
+            parsed = parse("completions", body)
+        except BadRequest as exc:
+            assert exc.status == 400
+        else:
+            assert parsed.model
+
+    def test_param_of_plain_message(self) -> None:
+        assert param_of("Expected `object`, got `array`") is None
+
+
+class TestRouting:
+    def test_priority_first_open_breakers_skipped(self) -> None:
+        deps = [dep("a", priority=1), dep("b"), dep("c"), dep("off", enabled=False), dep("zero", weight=0)]
+        order = order_deployments(deps, {"c": (5, 2000.0)}, now=1000.0)
+        assert [d.name for d, _ in order] == ["b", "a"]
+
+    def test_half_open_keeps_its_place(self) -> None:
+        order = order_deployments([dep("a")], {"a": (5, 999.0)}, now=1000.0)
+        assert order == [(dep("a"), True)]
+
+    def test_weights_drive_first_choice(self) -> None:
+        rng = random.Random(1)
+        deps = [dep("heavy", weight=9), dep("light", weight=1)]
+        firsts = [order_deployments(deps, {}, now=0, rng=rng)[0][0].name for _ in range(2000)]
+        assert 0.85 < firsts.count("heavy") / 2000 < 0.95
+
+    def test_retry_after(self) -> None:
+        assert retry_after_seconds([dep("a")], {"a": (3, 1010.5)}, now=1000.0) == 11
+        assert retry_after_seconds([dep("a")], {}, now=1000.0) == 1
+
+    def test_breaker_state_decoding(self) -> None:
+        assert decode_state(None) == {}
+        assert decode_state(b"garbage") == {}
+        assert decode_state(b'{"a":[2,0]}') == {"a": (2, 0.0)}
+
+
+class TestAccounting:
+    def _ctx(self) -> CallContext:
+        return CallContext(request_id="r", endpoint="chat.completions",
+                           principal=Principal(kind="api_key", user_id=None, org_id="o"))
+
+    def test_usage_chunk_stripped_unless_asked(self) -> None:
+        ctx = self._ctx()
+        usage = b'data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":5,"total_tokens":7}}\n\n'
+        assert ctx.account_event(usage, wants_usage=False) is None
+        assert ctx.account_event(usage, wants_usage=True) == usage
+        assert (ctx.prompt_tokens, ctx.completion_tokens) == (2, 5)
+
+    def test_counts_chunks_without_usage(self) -> None:
+        ctx = self._ctx()
+        ctx.stream = True
+        ctx.estimated_prompt = 4
+        for piece in (b'{"choices":[{"delta":{"role":"assistant"}}]}', b'{"choices":[{"delta":{"content":"a"}}]}',
+                      b'{"choices":[{"delta":{"content":"b"}}]}',
+                      b'{"choices":[{"delta":{},"finish_reason":"length"}]}'):
+            assert ctx.account_event(b"data: " + piece + b"\n\n", wants_usage=False)
+        assert ctx.account_event(b"data: [DONE]\n\n", wants_usage=False)
+        assert ctx.account_event(b": keep-alive\n\n", wants_usage=False)
+        ctx.settle()
+        assert (ctx.prompt_tokens, ctx.completion_tokens, ctx.finish_reason) == (4, 2, "length")
+
+    def test_body_without_usage_is_estimated(self) -> None:
+        ctx = self._ctx()
+        ctx.account_body(b'{"choices":[{"message":{"content":"12345678"},"finish_reason":"stop"}]}')
+        assert ctx.completion_tokens == 2 and ctx.finish_reason == "stop"
+
+    def test_event_fields(self) -> None:
+        ctx = self._ctx()
+        ctx.model = "m"
+        ev = ctx.event()
+        assert ev.org_id == "o" and ev.status == "error" and ev.total_tokens == 0
+
+
+def test_estimate_tokens() -> None:
+    assert estimate_tokens(b"") == 0
+    assert estimate_tokens(b"abcde") == 2
