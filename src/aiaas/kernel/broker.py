@@ -33,6 +33,13 @@ Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
 RETRY_HEADER = "x-aiaas-attempt"
 
+
+
+class PoisonMessage(Exception):
+    """Raised by a handler for a message that can never succeed (undecodable, malformed): it goes to the
+    dead-letter queue at once instead of being retried."""
+
+
 # Every exchange and queue this process declared, as (kind, name): tests delete their prefixed ones.
 declared_names: set[tuple[str, str]] = set()
 
@@ -203,6 +210,10 @@ class Broker:
             ):
                 try:
                     await sub.handler(message)
+                except PoisonMessage as exc:
+                    log.error("message %s is poison (%s); dead-lettered", message.message_id, exc)
+                    await message.reject(requeue=False)
+                    return
                 except Exception:
                     attempt = int(headers.get(RETRY_HEADER, 1))
                     if attempt >= sub.max_attempts:
@@ -226,6 +237,16 @@ class Broker:
                 await message.ack()
         finally:
             otel_context.detach(token)
+
+    async def queue_depth(self, sub: Subscription) -> int:
+        """Messages ready in ``sub``'s queue (the consumer lag), read with a passive declare."""
+        conn = await self.connect()
+        channel = await conn.channel()
+        try:
+            queue = await channel.declare_queue(queue_name(self.prefix, sub.consumer, sub.source), passive=True)
+            return int(queue.declaration_result.message_count or 0)
+        finally:
+            await channel.close()
 
     async def close(self) -> None:
         """Close the connection (publishing channel included)."""
