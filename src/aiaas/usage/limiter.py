@@ -34,6 +34,7 @@ WINDOW_MS = 60_000
 # next call continues where it stopped (the sums stay exact: members are released with their charge).
 _PURGE_CHUNK = 500
 
+# Negations are written `0 - x`: Lua turns `-0` into the string "-0", which HINCRBY rejects.
 ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -54,7 +55,7 @@ local function purge_window(W, T)
     local freed = 0
     for j = 1, #old do freed = freed + (tonumber(toks[j]) or 0) end
     redis.call('HDEL', T, unpack(old))
-    redis.call('HINCRBY', T, '_sum', -freed)
+    redis.call('HINCRBY', T, '_sum', 0 - freed)
     redis.call('ZREM', W, unpack(old))
     if #old < 500 then return end
   end
@@ -68,7 +69,7 @@ local function purge_reservations(Q, R)
       local f = 'r:' .. old[j]
       local amt = tonumber(redis.call('HGET', Q, f))
       if amt then
-        redis.call('HINCRBY', Q, 'reserved', -amt)
+        redis.call('HINCRBY', Q, 'reserved', 0 - amt)
         redis.call('HDEL', Q, f)
       end
     end
@@ -195,7 +196,7 @@ for i = 0, nquota - 1 do
     local f = 'r:' .. rid
     local amt = tonumber(redis.call('HGET', Q, f))
     if amt then
-      redis.call('HINCRBY', Q, 'reserved', -amt)
+      redis.call('HINCRBY', Q, 'reserved', 0 - amt)
       redis.call('HDEL', Q, f)
       redis.call('ZREM', R, rid)
     end
