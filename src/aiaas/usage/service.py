@@ -401,6 +401,14 @@ class PolicyStore:
             await self._redis.set(self._key(org_id), _policy_encoder.encode(policy), ex=self._redis_ttl)
         return policy
 
+    async def store(self, policy: UsagePolicy) -> None:
+        """Write a changed policy through to Redis (other replicas pick it up within ``memory_ttl``)."""
+        self._memory[policy.org_id] = (time.monotonic(), policy)
+        try:
+            await self._redis.set(self._key(policy.org_id), _policy_encoder.encode(policy), ex=self._redis_ttl)
+        except RedisUnavailable:
+            log.warning("policy cache of %s not updated: Redis unavailable", policy.org_id)
+
     async def invalidate(self, org_id: str) -> None:
         """Forget a changed policy here and in Redis (other replicas refresh within ``memory_ttl``)."""
         self._memory.pop(org_id, None)
