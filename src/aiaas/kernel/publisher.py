@@ -156,24 +156,33 @@ class EventPublisher:
     async def _dispatch(self, batch: list[_Pending]) -> int:
         """Publish or spill a prefix of ``batch``; return how many events left the buffer."""
         overflow = len(self._buffer) > self._buffer_size
-        up = not overflow and await self._broker_up()
+        up = await self._broker_up()
         direct: list[_Pending] = []
-        for item in batch:
-            if item.context in self._spilling or not up:
-                break
-            direct.append(item)
+        if up and not overflow:
+            for item in batch:
+                if item.context in self._spilling:
+                    break
+                direct.append(item)
         handled = 0
         if direct:
-            failed_at = await self._publish_many(direct)
-            for item in direct[:failed_at]:
+            handled = await self._publish_many(direct)
+            for item in direct[:handled]:
                 EVENTS.labels(item.context, "confirmed").inc()
-            handled = failed_at
-            if failed_at < len(direct):
+            if handled < len(direct):
                 log.warning("RabbitMQ did not confirm; spilling to Redis")
+                up = False
         rest = batch[handled:]
         if not rest:
             return handled
-        return handled + await self._spill(rest)
+        spilled = await self._spill(rest)
+        if spilled or not up:
+            return handled + spilled
+        # Redis cannot take them but RabbitMQ can: publish directly rather than hold them back (order
+        # behind an unreachable spill stream cannot be kept anyway; consumers are idempotent).
+        ok = await self._publish_many(rest)
+        for item in rest[:ok]:
+            EVENTS.labels(item.context, "confirmed").inc()
+        return handled + ok
 
     async def _broker_up(self) -> bool:
         """Whether RabbitMQ is connected now; opens the first connection if none was ever made."""
