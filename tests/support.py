@@ -28,3 +28,60 @@ def wait_http(url: str, *, timeout: float = 30.0, status: int = 200) -> None:
             last = exc
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer {status} within {timeout}s (last: {last})")
+
+
+class TcpProxy:
+    """A loopback TCP proxy to cut and restore a service under a running client (an outage from the
+    client's view, without touching the shared server)."""
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._server: object | None = None
+        self._writers: set[object] = set()
+
+    async def start(self) -> None:
+        import asyncio
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+            try:
+                up_r, up_w = await asyncio.open_connection(*self.target)
+            except OSError:
+                client_w.close()
+                return
+            self._writers.update({client_w, up_w})
+            try:
+                await asyncio.gather(pipe(client_r, up_w), pipe(up_r, client_w))
+            finally:
+                self._writers.discard(client_w)
+                self._writers.discard(up_w)
+
+        self._server = await asyncio.start_server(handle, "127.0.0.1", self.port, reuse_address=True)
+
+    async def cut(self) -> None:
+        """Refuse new connections and reset every open one."""
+        import asyncio
+
+        server = self._server
+        self._server = None
+        if server is not None:
+            server.close()  # type: ignore[attr-defined]
+        for w in list(self._writers):
+            transport = w.transport  # type: ignore[attr-defined]
+            transport.abort()
+        self._writers.clear()
+        await asyncio.sleep(0)
+
+    async def restore(self) -> None:
+        """Accept connections again."""
+        await self.start()

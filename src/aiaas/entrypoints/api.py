@@ -13,6 +13,7 @@ from aiaas.inference.http import CatalogAdminController
 from aiaas.inference.service.catalog import CatalogCache
 from aiaas.kernel.web import make_app
 from aiaas.orgs import http as orgs_http
+from aiaas.usage import http as usage_http
 
 DESCRIPTION = (
     "Management API of aiaas: users, organizations, memberships, API keys, usage and analytics. "
@@ -29,21 +30,23 @@ def create_app(container: Container) -> Litestar:
     def _inference_uow() -> Any:
         return container.inference_session
 
+    policies = container.usage_policies
     deps = dependencies(container)
     deps["catalog"] = Provide(_catalog, sync_to_thread=False)
     deps["inference_uow"] = Provide(_inference_uow, sync_to_thread=False)
+    deps["auth_session"] = Provide(container.session_provider("auth"))
+    deps["orgs_session"] = Provide(container.session_provider("orgs"))
+    deps["usage_session"] = Provide(container.session_provider("usage"))
+    deps["usage_sessions"] = Provide(lambda: container.session_factory("usage"), sync_to_thread=False)
+    deps["usage_policies"] = Provide(lambda: policies, sync_to_thread=False)
     return make_app(
         role="api",
         settings=container.settings,
-        route_handlers=[*auth_http.ROUTERS, *orgs_http.ROUTERS, CatalogAdminController],
+        route_handlers=[*auth_http.ROUTERS, *orgs_http.ROUTERS, CatalogAdminController, *usage_http.ROUTES],
         checks=container.checks("api"),
         title="aiaas management API",
         description=DESCRIPTION,
-        dependencies={
-            **deps,
-            "auth_session": Provide(container.session_provider("auth")),
-            "orgs_session": Provide(container.session_provider("orgs")),
-        },
+        dependencies=deps,
         authenticator=container.authenticator,
         on_startup=[container.start],
         on_shutdown=[container.stop],

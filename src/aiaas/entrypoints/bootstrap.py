@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
@@ -27,8 +28,12 @@ from aiaas.kernel.health import Check
 from aiaas.kernel.principals import PrincipalCache
 from aiaas.kernel.publisher import EventPublisher
 from aiaas.kernel.redis import Keys, make_redis
+from aiaas.usage import api as usage_api
 
 log = logging.getLogger("aiaas.bootstrap")
+
+# The contexts whose events each role publishes: their leftover spills are replayed at start.
+PUBLISHES: dict[str, tuple[str, ...]] = {"streamer": ("inference",)}
 
 # Which dependencies each role needs to be ready.
 ROLE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
@@ -48,7 +53,9 @@ class Container:
         self.redis: Redis = make_redis(settings)
         self.keys = Keys(settings.redis_prefix)
         self.broker = Broker(settings)
-        self.publisher = EventPublisher(self.broker)
+        self.publisher = EventPublisher(self.broker, redis=self.redis, keys=self.keys,
+                                        buffer_size=settings.event_buffer_size,
+                                        publish_timeout=settings.event_publish_timeout_seconds)
         self.principal_cache = PrincipalCache(self.redis, self.keys, ttl_seconds=settings.principal_cache_ttl_seconds)
         self.last_used = auth_api.LastUsedRecorder(self.redis, self.keys)
         self._authenticator: Any = None
@@ -59,6 +66,9 @@ class Container:
         self.http_session: aiohttp.ClientSession | None = None
         self.local_runner: LocalRunner | None = None
         self.gateway: Gateway | None = None
+        self.usage_policies = usage_api.PolicyStore(self.redis, self.keys, self.session_factory("usage"),
+                                                    default_mode=settings.usage_redis_failure_mode)
+        self._subscriptions: list[Subscription] | None = None
 
     @property
     def authenticator(self) -> Any:
@@ -123,9 +133,28 @@ class Container:
 
         return provide
 
+    def session_factory(self, context: str) -> Callable[[], AbstractAsyncContextManager[AsyncSession]]:
+        """A callable opening one unit of work (transaction) of ``context``, for consumers and caches."""
+        db = self.db
+
+        def factory() -> AbstractAsyncContextManager[AsyncSession]:
+            return db.unit_of_work(context)
+
+        return factory
+
     def subscriptions(self) -> list[Subscription]:
         """Every event subscription the worker runs: each context's consumers, wired here."""
-        return []
+        if self._subscriptions is None:
+            from aiaas.inference.events import CompletionRecorded
+            from aiaas.usage.consumers import LedgerConsumer
+
+            ledger = LedgerConsumer(unit_of_work=self.session_factory("usage"), redis=self.redis, keys=self.keys,
+                                    batch_size=self.settings.usage_ledger_batch_size)
+            self._subscriptions = [
+                Subscription(consumer="usage", source="inference", routing_keys=[CompletionRecorded.routing_key],
+                             handler=ledger.handle, prefetch=self.settings.usage_consumer_prefetch),
+            ]
+        return self._subscriptions
 
     async def start(self) -> None:
         """Connect what must be connected up front (the broker connects lazily on first use)."""
@@ -135,10 +164,11 @@ class Container:
             await self.broker.connect(timeout=self.settings.ready_timeout_seconds * 3)
         except Exception as exc:  # the broker may be down at start; /ready reports it and publishing retries
             log.warning("RabbitMQ not reachable at start: %s", type(exc).__name__)
+        await self.publisher.start(PUBLISHES.get(self.role, ()))
 
     async def stop(self) -> None:
         """Flush buffered events and usage stamps, then close every connection."""
-        await self.publisher.flush()
+        await self.publisher.close(timeout=self.settings.graceful_shutdown_seconds)
         await self.last_used.flush()
         if self.http_session is not None:
             await self.http_session.close()

@@ -7,6 +7,7 @@ Usage::
     aiaas openapi [--check] [--output FILE]
     aiaas bootstrap [--email E] [--password P] [--org NAME] [--new-key] [--json]
     aiaas apply -f FILE [--dry-run]
+    aiaas dlq list|replay|purge [--queue usage.from.inference] [--limit N] [--yes]
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument("--org", default=None, help="org name (default AIAAS_BOOTSTRAP_ORG or 'default')")
     boot.add_argument("--new-key", action="store_true", help="issue a new key even when the admin exists")
     boot.add_argument("--json", action="store_true", help='print {"api_key", "org_id", "admin_email"} only')
+    dlq = sub.add_parser("dlq", help="inspect, replay or purge dead-lettered events")
+    dlq.add_argument("action", choices=["list", "replay", "purge"])
+    dlq.add_argument("--queue", default=None,
+                     help="<consumer>.from.<source>, e.g. usage.from.inference (default: every queue)")
+    dlq.add_argument("--limit", type=int, default=None, help="at most this many messages (list: default 20)")
+    dlq.add_argument("--yes", action="store_true", help="purge without asking")
     return parser
 
 
@@ -91,6 +98,44 @@ def _bootstrap(settings: object, args: argparse.Namespace) -> int:
     else:
         print("the admin already exists; no key printed (run with --new-key to issue another)")
     return 0
+
+
+def _dlq(settings: object, args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from aiaas.entrypoints.bootstrap import Container
+
+    async def run() -> int:
+        container = Container(settings, role="worker")  # type: ignore[arg-type]
+        subs = container.subscriptions()
+        if args.queue:
+            subs = [s for s in subs if f"{s.consumer}.from.{s.source}" == args.queue]
+            if not subs:
+                print(f"aiaas: no such queue {args.queue!r}", file=sys.stderr)
+                return 2
+        try:
+            for s in subs:
+                name = f"{s.consumer}.from.{s.source}"
+                if args.action == "list":
+                    for item in await container.broker.dlq_list(s, limit=args.limit or 20):
+                        print(json.dumps({"queue": name, **item}))
+                elif args.action == "replay":
+                    print(f"{name}: replayed {await container.broker.dlq_replay(s, limit=args.limit)}")
+                else:
+                    print(f"{name}: purged {await container.broker.dlq_purge(s)}")
+        finally:
+            await container.broker.close()
+            await container.redis.aclose()
+            await container.db.dispose()
+        return 0
+
+    if args.action == "purge" and not args.yes:
+        answer = input("Delete every dead-lettered message? Type 'purge' to confirm: ")
+        if answer.strip() != "purge":
+            print("aiaas: nothing purged")
+            return 1
+    return asyncio.run(run())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_or_write(settings, Path(args.output), check=args.check)
     if args.command == "bootstrap":
         return _bootstrap(settings, args)
+    if args.command == "dlq":
+        return _dlq(settings, args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

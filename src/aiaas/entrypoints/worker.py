@@ -8,11 +8,15 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from litestar import Litestar
+from prometheus_client import Gauge
 
 from aiaas.entrypoints.bootstrap import Container
 from aiaas.kernel.web import make_app
 
 log = logging.getLogger("aiaas.worker")
+
+CONSUMER_LAG = Gauge("aiaas_consumer_lag_messages", "Messages waiting in a consumer's queue.",
+                     ["consumer", "source"], multiprocess_mode="max")
 
 
 class ConsumerRuntime:
@@ -26,10 +30,23 @@ class ConsumerRuntime:
         self.container = container
         self._stops: list[Callable[[], Awaitable[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Begin consuming in the background, retrying until RabbitMQ is reachable."""
         self._task = asyncio.create_task(self._run(), name="aiaas-consumers")
+        self._lag_task = asyncio.create_task(self._watch_lag(), name="aiaas-consumer-lag")
+
+    async def _watch_lag(self, interval: float = 5.0) -> None:
+        while True:
+            for sub in self.container.subscriptions():
+                try:
+                    depth = await self.container.broker.queue_depth(sub)
+                except Exception as exc:  # queue not declared yet or broker down: keep the last value
+                    log.debug("consumer lag of %s unknown: %s", sub.source, type(exc).__name__)
+                    continue
+                CONSUMER_LAG.labels(sub.consumer, sub.source).set(depth)
+            await asyncio.sleep(interval)
 
     async def _run(self) -> None:
         delay = 0.5
@@ -49,10 +66,11 @@ class ConsumerRuntime:
 
     async def stop(self) -> None:
         """Stop consuming and let in-flight messages finish."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._lag_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for stop in reversed(self._stops):
             try:
                 await stop()

@@ -33,6 +33,13 @@ Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
 RETRY_HEADER = "x-aiaas-attempt"
 
+
+
+class PoisonMessage(Exception):
+    """Raised by a handler for a message that can never succeed (undecodable, malformed): it goes to the
+    dead-letter queue at once instead of being retried."""
+
+
 # Every exchange and queue this process declared, as (kind, name): tests delete their prefixed ones.
 declared_names: set[tuple[str, str]] = set()
 
@@ -203,6 +210,10 @@ class Broker:
             ):
                 try:
                     await sub.handler(message)
+                except PoisonMessage as exc:
+                    log.error("message %s is poison (%s); dead-lettered", message.message_id, exc)
+                    await message.reject(requeue=False)
+                    return
                 except Exception:
                     attempt = int(headers.get(RETRY_HEADER, 1))
                     if attempt >= sub.max_attempts:
@@ -226,6 +237,78 @@ class Broker:
                 await message.ack()
         finally:
             otel_context.detach(token)
+
+    async def queue_depth(self, sub: Subscription) -> int:
+        """Messages ready in ``sub``'s queue (the consumer lag), read with a passive declare."""
+        conn = await self.connect()
+        channel = await conn.channel()
+        try:
+            queue = await channel.declare_queue(queue_name(self.prefix, sub.consumer, sub.source), passive=True)
+            return int(queue.declaration_result.message_count or 0)
+        finally:
+            await channel.close()
+
+    # ------------------------------------------------------------------ dead-letter queues (``aiaas dlq``)
+    async def dlq_list(self, sub: Subscription, *, limit: int = 20) -> list[dict[str, Any]]:
+        """Peek at up to ``limit`` dead-lettered messages of ``sub`` (they stay in the queue)."""
+        conn = await self.connect()
+        channel = await conn.channel()
+        out: list[dict[str, Any]] = []
+        held: list[AbstractIncomingMessage] = []
+        try:
+            dlq = await channel.declare_queue(f"{queue_name(self.prefix, sub.consumer, sub.source)}.dlq", durable=True)
+            while len(out) < limit:
+                msg = await dlq.get(no_ack=False, fail=False, timeout=5)
+                if msg is None:
+                    break
+                held.append(msg)
+                deaths = (msg.headers or {}).get("x-death") or []
+                reason = deaths[0].get("reason") if deaths and isinstance(deaths[0], dict) else None
+                out.append({"message_id": msg.message_id, "routing_key": msg.routing_key,
+                            "attempts": (msg.headers or {}).get(RETRY_HEADER, 1), "reason": reason,
+                            "body": msg.body[:500].decode(errors="replace")})
+        finally:
+            for msg in held:
+                await msg.nack(requeue=True)
+            await channel.close()
+        return out
+
+    async def dlq_replay(self, sub: Subscription, *, limit: int | None = None) -> int:
+        """Move dead-lettered messages of ``sub`` back to its queue with a fresh attempt count."""
+        conn = await self.connect()
+        channel = await conn.channel(publisher_confirms=True)
+        moved = 0
+        try:
+            qname = queue_name(self.prefix, sub.consumer, sub.source)
+            # The queue must exist, or the default exchange would silently drop the replayed copies.
+            await self.declare_subscription(sub, channel)
+            dlq = await channel.declare_queue(f"{qname}.dlq", durable=True)
+            while limit is None or moved < limit:
+                msg = await dlq.get(no_ack=False, fail=False, timeout=5)
+                if msg is None:
+                    break
+                headers = {k: v for k, v in (msg.headers or {}).items() if k not in (RETRY_HEADER, "x-death")}
+                await channel.default_exchange.publish(
+                    aio_pika.Message(msg.body, message_id=msg.message_id, headers=headers,
+                                     content_type=msg.content_type, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=qname,
+                )
+                await msg.ack()  # only after the copy is confirmed: a crash here duplicates, never loses
+                moved += 1
+        finally:
+            await channel.close()
+        return moved
+
+    async def dlq_purge(self, sub: Subscription) -> int:
+        """Delete every dead-lettered message of ``sub``; returns how many there were."""
+        conn = await self.connect()
+        channel = await conn.channel()
+        try:
+            dlq = await channel.declare_queue(f"{queue_name(self.prefix, sub.consumer, sub.source)}.dlq", durable=True)
+            result = await dlq.purge()
+            return int(getattr(result, "message_count", 0) or 0)
+        finally:
+            await channel.close()
 
     async def close(self) -> None:
         """Close the connection (publishing channel included)."""

@@ -81,6 +81,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     local_model_threads: Annotated[int, msgspec.Meta(ge=1, le=256)] | None = None
     local_model_max_queue: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 16
     local_model_max_tokens: Annotated[int, msgspec.Meta(ge=1, le=131_072)] = 512
+    event_buffer_size: Annotated[int, msgspec.Meta(ge=10, le=10_000_000)] = 10_000
+    event_publish_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    usage_redis_failure_mode: Literal["open", "closed"] = "closed"
+    usage_ledger_batch_size: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 200
+    usage_consumer_prefetch: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 512
 
     def database_url_for(self, context: str) -> str:
         """The database URL of one bounded context: its own override, else the shared one."""

@@ -6,9 +6,10 @@ One Litestar guard runs before every route handler of an app built with an authe
 2. a route without ``opt["permission"]`` is refused (fail closed; a test walks the route tables too);
 3. the ``Authorization: Bearer`` token (API key or session token) is resolved to a :class:`Principal`
    by the app's :class:`Authenticator` (401 when missing, malformed, unknown, expired or revoked);
-4. a route with ``{org_id}`` in its path is scoped to that org: an API key must belong to it and a
-   session user must be a member (or a platform admin); otherwise 404, never 403, so ids of other
-   tenants cannot be probed;
+4. a route with ``{org_id}`` in its path (or, with ``opt={"org_query": True}``, an ``org_id`` query
+   parameter) is scoped to that org: an API key must belong to it and a session user must be a member
+   (or a platform admin); otherwise 404, never 403, so ids of other tenants cannot be probed. A session
+   calling an ``org_query`` route without ``org_id`` gets 400 (an API key is scoped by its own org);
 5. the principal must hold the route's permission (and, for an API key, the matching scope), else 403.
 
 The resolved principal is kept on the request's state and handed to handlers by the ``principal``
@@ -23,7 +24,7 @@ from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.handlers import BaseRouteHandler
 
-from aiaas.kernel.errors import Forbidden, NotFound, Unauthenticated
+from aiaas.kernel.errors import BadRequest, Forbidden, NotFound, Unauthenticated
 from aiaas.kernel.security import Permission, Principal, bearer_token, token_kind
 
 AUTHENTICATOR_STATE = "authenticator"
@@ -70,6 +71,11 @@ async def rbac_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: Ba
     if principal is None:
         raise unauthenticated("Invalid, expired or revoked API key or session token.")
     org_id = connection.path_params.get("org_id")
+    if org_id is None and opt.get("org_query"):
+        org_id = connection.query_params.get("org_id") or principal.org_id
+        if org_id is None:
+            raise BadRequest("Pass the organization as the `org_id` query parameter.", code="org_id_required",
+                             param="org_id")
     if org_id is not None:
         scoped = await authenticator.for_org(principal, str(org_id))
         if scoped is None:

@@ -1,8 +1,60 @@
 """Public interface of the ``usage`` context: the only functions other contexts may call.
 
-Functions here return frozen Structs, never ORM rows.
+The streamer calls, before the upstream call::
+
+    policy = await policies.get(principal.org_id)          # PolicyStore, built once per process
+    admission = await usage_api.admit(redis, keys, principal=principal, model=model,
+                                      estimated_prompt_tokens=n, max_tokens=body.max_tokens, policy=policy)
+    # put admission.headers on the response; put admission.reservation_id into CompletionRecorded
+
+and publishes one ``CompletionRecorded`` per request afterwards; the worker settles it. Functions here
+return frozen Structs, never ORM rows.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from collections.abc import Mapping
+
+from redis.asyncio import Redis
+
+from aiaas.kernel.redis import Keys
+from aiaas.kernel.security import Principal
+from aiaas.usage import service
+from aiaas.usage.schemas import Admission, UsagePolicy
+from aiaas.usage.service import PolicyStore
+
+__all__ = ["Admission", "PolicyStore", "UsagePolicy", "admit", "ready_state"]
+
+
+async def admit(
+    redis: Redis,
+    keys: Keys,
+    *,
+    principal: Principal,
+    model: str,
+    estimated_prompt_tokens: int,
+    max_tokens: int | None,
+    policy: UsagePolicy,
+) -> Admission:
+    """Admit one inference request or refuse it, in one atomic Redis script.
+
+    Checks RPM and TPM of the API key (its ``rpm_limit``/``tpm_limit``) and of the org (``policy``), and
+    reserves the request's maximum cost (``estimated_prompt_tokens + max_tokens``, or the policy's
+    ``default_max_tokens`` when the request sets none) against the org's monthly budget and the key's
+    ``token_budget``. Either everything is charged or nothing is.
+
+    Raises ``kernel.errors.TooManyRequests`` (429) with code ``rate_limit_exceeded`` or
+    ``insufficient_quota`` and ``Retry-After`` plus the ``x-ratelimit-*`` headers. When Redis is
+    unreachable: an org whose policy fails open is admitted uncounted (``Admission.enforced`` False,
+    ``reservation_id`` None; its usage is still counted when the worker settles the event); otherwise
+    ``kernel.errors.ServiceUnavailable`` (503, code ``rate_limiter_unavailable``).
+    """
+    return await service.admit(redis, keys, principal=principal, model=model,
+                               estimated_prompt_tokens=estimated_prompt_tokens, max_tokens=max_tokens,
+                               policy=policy)
+
+
+def ready_state() -> Mapping[str, str]:
+    """For the streamer's ``make_app(extra_ready_state=...)``: ``{"limits": "enforced"}``, or the
+    fail-open/fail-closed state while Redis is unreachable."""
+    return service.HEALTH.state()

@@ -2,6 +2,67 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Index, Integer, SmallInteger, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
 from aiaas.kernel.db import context_base
 
 Base = context_base("usage")
+
+
+class RequestRecord(Base):
+    """The usage ledger: one row per inference request, keyed by the event id that reported it.
+
+    The primary key on ``event_id`` is what makes the consumer idempotent: a redelivered, replayed or
+    duplicated event hits ``ON CONFLICT (event_id) DO NOTHING``.
+    """
+
+    __tablename__ = "requests"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128))
+    org_id: Mapped[uuid.UUID]
+    user_id: Mapped[uuid.UUID | None]
+    key_id: Mapped[uuid.UUID | None]
+    endpoint: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(256))
+    deployment: Mapped[str | None] = mapped_column(String(256))
+    provider: Mapped[str | None] = mapped_column(String(128))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    total_tokens: Mapped[int] = mapped_column(Integer)
+    ttfb_ms: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(32))
+    http_status: Mapped[int] = mapped_column(SmallInteger)
+    finish_reason: Mapped[str | None] = mapped_column(String(64))
+    error_type: Mapped[str | None] = mapped_column(String(128))
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    reservation_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        # The listing: an org's requests, newest first, with the cursor (occurred_at, event_id).
+        Index("ix_requests_org_time", "org_id", "occurred_at", "event_id"),
+        Index("ix_requests_org_key_time", "org_id", "key_id", "occurred_at"),
+    )
+
+
+class OrgPolicy(Base):
+    """An organization's usage policy: its rate limits, monthly token budget and Redis-outage behaviour."""
+
+    __tablename__ = "org_policies"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    rpm_limit: Mapped[int | None] = mapped_column(Integer)
+    tpm_limit: Mapped[int | None] = mapped_column(BigInteger)
+    monthly_token_budget: Mapped[int | None] = mapped_column(BigInteger)
+    default_max_tokens: Mapped[int] = mapped_column(Integer, default=4096)
+    redis_failure_mode: Mapped[str] = mapped_column(String(8), default="closed")
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                    onupdate=func.now())

@@ -1,0 +1,258 @@
+"""Rate limits and quota reservations as atomic Redis Lua scripts.
+
+One script call per request (``ADMIT``) checks and charges, all or nothing, every limit that applies:
+
+* **RPM / TPM**, per scope (the API key, the org): an exact sliding 60-second window. Each admitted
+  request is one member (its reservation id) of the scope's sorted set, scored by its admission time
+  in Redis's own clock (``TIME``, so replicas' clocks never matter); its token charge sits in a hash
+  with a running ``_sum``. A request is admitted when ``count + 1 <= RPM`` and ``_sum + cost <= TPM``
+  after the members older than the window are purged. At most RPM requests and TPM tokens are therefore
+  admitted in any 60-second window, across any number of streamer replicas.
+* **Quota**, per scope (the org's monthly budget, optionally the key's): a hash per scope and month with
+  ``used`` (settled tokens), ``reserved`` (tokens held by requests in flight) and one ``r:<id>`` field
+  per reservation; a sorted set orders reservations by expiry. A request is admitted only when
+  ``used + reserved + cost <= budget`` after expired reservations are released, so concurrent requests
+  can never overrun the budget beyond what was reserved.
+
+``SETTLE`` runs once per completed request (guarded by a per-event marker, so redelivery changes
+nothing): it corrects the request's TPM charge to the real token count, releases its reservation and
+adds the real count to ``used``. A reservation whose settlement never comes (the streamer crashed)
+expires and is released by the next admission in that scope; a settlement arriving after that adds the
+real count to ``used`` all the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import uuid_utils
+
+WINDOW_MS = 60_000
+
+# A purge releases at most this many members per call per scope, keeping one script call short; the
+# next call continues where it stopped (the sums stay exact: members are released with their charge).
+_PURGE_CHUNK = 500
+
+# Negations are written `0 - x`: Lua turns `-0` into the string "-0", which HINCRBY rejects.
+ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rid = ARGV[1]
+local window = tonumber(ARGV[2])
+local resv_ttl = tonumber(ARGV[3])
+local tpm_cost = tonumber(ARGV[4])
+local quota_cost = tonumber(ARGV[5])
+local quota_expire_at = tonumber(ARGV[6])
+local nrate = tonumber(ARGV[7])
+local nquota = tonumber(ARGV[8 + 2 * nrate])
+
+local function purge_window(W, T)
+  while true do
+    local old = redis.call('ZRANGEBYSCORE', W, '-inf', now - window, 'LIMIT', 0, 500)
+    if #old == 0 then return end
+    local toks = redis.call('HMGET', T, unpack(old))
+    local freed = 0
+    for j = 1, #old do freed = freed + (tonumber(toks[j]) or 0) end
+    redis.call('HDEL', T, unpack(old))
+    redis.call('HINCRBY', T, '_sum', 0 - freed)
+    redis.call('ZREM', W, unpack(old))
+    if #old < 500 then return end
+  end
+end
+
+local function purge_reservations(Q, R)
+  while true do
+    local old = redis.call('ZRANGEBYSCORE', R, '-inf', now, 'LIMIT', 0, 500)
+    if #old == 0 then return end
+    for j = 1, #old do
+      local f = 'r:' .. old[j]
+      local amt = tonumber(redis.call('HGET', Q, f))
+      if amt then
+        redis.call('HINCRBY', Q, 'reserved', 0 - amt)
+        redis.call('HDEL', Q, f)
+      end
+    end
+    redis.call('ZREM', R, unpack(old))
+    if #old < 500 then return end
+  end
+end
+
+-- Retry time: when enough of the window's oldest members expire to fit `need` more (count or tokens).
+local function wait_for(W, T, excess, by_tokens)
+  local members = redis.call('ZRANGE', W, 0, -1, 'WITHSCORES')
+  local freed = 0
+  for j = 1, #members, 2 do
+    if by_tokens then
+      freed = freed + (tonumber(redis.call('HGET', T, members[j])) or 0)
+    else
+      freed = freed + 1
+    end
+    if freed >= excess then
+      return math.max(tonumber(members[j + 1]) + window - now, 1)
+    end
+  end
+  return window
+end
+
+local refused = nil
+local retry = 0
+-- Header values: the scope with the least remaining, per dimension (-1 = no limit in any scope).
+local lreq, rreq, treq, ltok, rtok, ttok = -1, -1, 0, -1, -1, 0
+local counts, sums = {}, {}
+
+for i = 0, nrate - 1 do
+  local W, T = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local rpm, tpm = tonumber(ARGV[8 + 2 * i]), tonumber(ARGV[9 + 2 * i])
+  purge_window(W, T)
+  local count = redis.call('ZCARD', W)
+  local sum = tonumber(redis.call('HGET', T, '_sum')) or 0
+  counts[i], sums[i] = count, sum
+  if rpm >= 0 and count + 1 > rpm and not refused then
+    refused = 'rpm'
+    retry = wait_for(W, T, count + 1 - rpm, false)
+  end
+  if tpm >= 0 and sum + tpm_cost > tpm and not refused then
+    refused = 'tpm'
+    retry = wait_for(W, T, sum + tpm_cost - tpm, true)
+  end
+end
+
+local qbase = 9 + 2 * nrate
+for i = 0, nquota - 1 do
+  local Q, R = KEYS[1 + 2 * nrate + 2 * i], KEYS[2 + 2 * nrate + 2 * i]
+  local budget = tonumber(ARGV[qbase + i])
+  purge_reservations(Q, R)
+  if budget >= 0 and not refused then
+    local used = tonumber(redis.call('HGET', Q, 'used')) or 0
+    local reserved = tonumber(redis.call('HGET', Q, 'reserved')) or 0
+    if used + reserved + quota_cost > budget then
+      refused = 'quota'
+      retry = -1
+    end
+  end
+end
+
+local admitted = (refused == nil)
+for i = 0, nrate - 1 do
+  local W, T = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local rpm, tpm = tonumber(ARGV[8 + 2 * i]), tonumber(ARGV[9 + 2 * i])
+  local count, sum = counts[i], sums[i]
+  if admitted then
+    redis.call('ZADD', W, now, rid)
+    redis.call('HSET', T, rid, tpm_cost)
+    redis.call('HINCRBY', T, '_sum', tpm_cost)
+    redis.call('PEXPIRE', W, window + 1000)
+    redis.call('PEXPIRE', T, window + 1000)
+    count, sum = count + 1, sum + tpm_cost
+  end
+  local newest = redis.call('ZRANGE', W, -1, -1, 'WITHSCORES')
+  local reset = 0
+  if #newest > 0 then reset = math.max(tonumber(newest[2]) + window - now, 0) end
+  if rpm >= 0 then
+    local rem = math.max(rpm - count, 0)
+    if lreq < 0 or rem < rreq then lreq, rreq, treq = rpm, rem, reset end
+  end
+  if tpm >= 0 then
+    local rem = math.max(tpm - sum, 0)
+    if ltok < 0 or rem < rtok then ltok, rtok, ttok = tpm, rem, reset end
+  end
+end
+
+if admitted then
+  for i = 0, nquota - 1 do
+    local Q, R = KEYS[1 + 2 * nrate + 2 * i], KEYS[2 + 2 * nrate + 2 * i]
+    redis.call('HINCRBY', Q, 'reserved', quota_cost)
+    redis.call('HSET', Q, 'r:' .. rid, quota_cost)
+    redis.call('ZADD', R, now + resv_ttl, rid)
+    redis.call('PEXPIREAT', Q, quota_expire_at)
+    redis.call('PEXPIREAT', R, quota_expire_at)
+  end
+end
+
+return {admitted and 1 or 0, refused or '', retry, lreq, rreq, treq, ltok, rtok, ttok}
+"""
+
+SETTLE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[3])) then return 0 end
+local rid = ARGV[1]
+local actual = tonumber(ARGV[2])
+local nrate = tonumber(ARGV[4])
+local nquota = tonumber(ARGV[5])
+local quota_expire_at = tonumber(ARGV[6])
+if rid ~= '' then
+  for i = 0, nrate - 1 do
+    local T = KEYS[3 + 2 * i]
+    local est = tonumber(redis.call('HGET', T, rid))
+    if est then
+      redis.call('HSET', T, rid, actual)
+      redis.call('HINCRBY', T, '_sum', actual - est)
+    end
+  end
+end
+for i = 0, nquota - 1 do
+  local Q, R = KEYS[2 + 2 * nrate + 2 * i], KEYS[3 + 2 * nrate + 2 * i]
+  if rid ~= '' then
+    local f = 'r:' .. rid
+    local amt = tonumber(redis.call('HGET', Q, f))
+    if amt then
+      redis.call('HINCRBY', Q, 'reserved', 0 - amt)
+      redis.call('HDEL', Q, f)
+      redis.call('ZREM', R, rid)
+    end
+  end
+  redis.call('HINCRBY', Q, 'used', actual)
+  redis.call('PEXPIREAT', Q, quota_expire_at)
+end
+return 1
+"""
+
+
+def new_reservation_id() -> str:
+    """A UUIDv7: unique, and its timestamp names the month whose quota it reserves."""
+    return str(uuid_utils.uuid7())
+
+
+def month_of_reservation(reservation_id: str) -> dt.datetime:
+    """The instant a reservation id was made (from its UUIDv7 timestamp)."""
+    ms = uuid_utils.UUID(reservation_id).timestamp
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
+def month_key(at: dt.datetime) -> str:
+    """``YYYYMM`` of a UTC instant: the quota period."""
+    at = at.astimezone(dt.UTC)
+    return f"{at.year:04d}{at.month:02d}"
+
+
+def month_end(at: dt.datetime) -> dt.datetime:
+    """Start of the next UTC month after ``at``."""
+    at = at.astimezone(dt.UTC)
+    year, month = (at.year + 1, 1) if at.month == 12 else (at.year, at.month + 1)
+    return dt.datetime(year, month, 1, tzinfo=dt.UTC)
+
+
+def quota_expire_at_ms(at: dt.datetime) -> int:
+    """When a month's quota keys may go: 35 days after the month ends (late settlements still land)."""
+    return int((month_end(at) + dt.timedelta(days=35)).timestamp() * 1000)
+
+
+def format_duration(ms: float) -> str:
+    """A duration the way OpenAI's ``x-ratelimit-reset-*`` headers write it: ``20ms``, ``1s``, ``6m0s``."""
+    ms = max(0.0, ms)
+    if ms < 1000:
+        return f"{math.ceil(ms)}ms"
+    total = ms / 1000
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    sec = f"{seconds:.3f}".rstrip("0").rstrip(".")
+    if hours >= 1:
+        return f"{int(hours)}h{int(minutes)}m{sec}s"
+    if minutes >= 1:
+        return f"{int(minutes)}m{sec}s"
+    return f"{sec}s"
+
+
+def retry_after_seconds(ms: float) -> int:
+    """``Retry-After`` in whole seconds, never 0 (a client retrying at once would be refused again)."""
+    return max(1, math.ceil(ms / 1000))

@@ -1,0 +1,184 @@
+"""Admission against the real Redis: exact limits across replicas, quota reservations, settlement."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import re
+import uuid
+from typing import Any
+
+import pytest
+
+from aiaas.kernel.config import Settings
+from aiaas.kernel.errors import TooManyRequests
+from aiaas.kernel.redis import Keys, make_redis
+from aiaas.kernel.security import Principal
+from aiaas.usage import api as usage_api
+from aiaas.usage import service
+from aiaas.usage.schemas import UsagePolicy
+from usage_support import completion
+
+DURATION = re.compile(r"^(\d+ms|(\d+h)?(\d+m)?\d+(\.\d+)?s)$")
+
+
+def _principal(org: str, **kw: Any) -> Principal:
+    return Principal(kind="api_key", user_id=str(uuid.uuid4()), org_id=org, key_id=str(uuid.uuid4()), **kw)
+
+
+async def _admit(redis: Any, keys: Keys, principal: Principal, policy: UsagePolicy, *, prompt: int = 10,
+                 max_tokens: int | None = 10) -> usage_api.Admission:
+    return await usage_api.admit(redis, keys, principal=principal, model="m", estimated_prompt_tokens=prompt,
+                                 max_tokens=max_tokens, policy=policy)
+
+
+@pytest.fixture
+def keys(settings: Settings) -> Keys:
+    return Keys(settings.redis_prefix)
+
+
+class TestHeaders:
+    async def test_admission_carries_openai_ratelimit_headers(self, redis_client: Any, keys: Keys) -> None:
+        org = str(uuid.uuid4())
+        p = _principal(org, rpm_limit=5, tpm_limit=1000)
+        a = await _admit(redis_client, keys, p, UsagePolicy(org_id=org), prompt=30, max_tokens=20)
+        h = a.headers
+        assert h["x-ratelimit-limit-requests"] == "5"
+        assert h["x-ratelimit-remaining-requests"] == "4"
+        assert h["x-ratelimit-limit-tokens"] == "1000"
+        assert h["x-ratelimit-remaining-tokens"] == "950"
+        assert DURATION.match(h["x-ratelimit-reset-requests"]) and DURATION.match(h["x-ratelimit-reset-tokens"])
+        assert a.reservation_id is not None and a.enforced
+
+    async def test_no_limits_no_rate_headers(self, redis_client: Any, keys: Keys) -> None:
+        org = str(uuid.uuid4())
+        a = await _admit(redis_client, keys, _principal(org), UsagePolicy(org_id=org))
+        assert a.headers == {}
+
+    async def test_most_restrictive_scope_is_reported(self, redis_client: Any, keys: Keys) -> None:
+        org = str(uuid.uuid4())
+        a = await _admit(redis_client, keys, _principal(org, rpm_limit=100), UsagePolicy(org_id=org, rpm_limit=3))
+        assert a.headers["x-ratelimit-limit-requests"] == "3"
+        assert a.headers["x-ratelimit-remaining-requests"] == "2"
+
+
+class TestExactAcrossReplicas:
+    async def test_key_limited_to_l_admits_exactly_l_of_3l(self, settings: Settings, keys: Keys) -> None:
+        # Two "streamer instances": two independent Redis clients (pools) sharing one Redis.
+        replicas = [make_redis(settings), make_redis(settings)]
+        org = str(uuid.uuid4())
+        limit = 10
+        p = _principal(org, rpm_limit=limit)
+        policy = UsagePolicy(org_id=org)
+        try:
+            results = await asyncio.gather(
+                *(_admit(replicas[i % 2], keys, p, policy) for i in range(3 * limit)), return_exceptions=True)
+        finally:
+            for r in replicas:
+                await r.aclose()
+        ok = [r for r in results if isinstance(r, usage_api.Admission)]
+        refused = [r for r in results if isinstance(r, TooManyRequests)]
+        assert len(ok) == limit
+        assert len(refused) == 2 * limit
+        for exc in refused:
+            assert exc.code == "rate_limit_exceeded"
+            assert int(exc.headers["Retry-After"]) >= 1
+            assert exc.headers["x-ratelimit-remaining-requests"] == "0"
+
+    async def test_org_limit_holds_across_keys(self, redis_client: Any, keys: Keys) -> None:
+        org = str(uuid.uuid4())
+        policy = UsagePolicy(org_id=org, rpm_limit=7)
+        results = await asyncio.gather(*(_admit(redis_client, keys, _principal(org), policy) for _ in range(20)),
+                                       return_exceptions=True)
+        assert sum(isinstance(r, usage_api.Admission) for r in results) == 7
+
+    async def test_tpm_counts_estimated_tokens(self, redis_client: Any, keys: Keys) -> None:
+        org = str(uuid.uuid4())
+        p = _principal(org, tpm_limit=100)
+        policy = UsagePolicy(org_id=org)
+        await _admit(redis_client, keys, p, policy, prompt=40, max_tokens=20)
+        with pytest.raises(TooManyRequests) as exc:
+            await _admit(redis_client, keys, p, policy, prompt=40, max_tokens=20)
+        assert exc.value.code == "rate_limit_exceeded"
+        assert "tokens" in exc.value.detail
+
+    async def test_request_larger_than_tpm_is_refused_with_reason(self, redis_client: Any, keys: Keys) -> None:
+        org = str(uuid.uuid4())
+        with pytest.raises(TooManyRequests) as exc:
+            await _admit(redis_client, keys, _principal(org, tpm_limit=50), UsagePolicy(org_id=org), max_tokens=100)
+        assert exc.value.param == "max_tokens"
+
+
+class TestQuota:
+    async def test_concurrent_requests_never_reserve_beyond_budget(self, settings: Settings, keys: Keys) -> None:
+        replicas = [make_redis(settings), make_redis(settings)]
+        org = str(uuid.uuid4())
+        budget = 10_000
+        policy = UsagePolicy(org_id=org, monthly_token_budget=budget)
+        rng = random.Random(7)
+        costs = [(rng.randint(50, 400), rng.randint(50, 300)) for _ in range(50)]
+        try:
+            results = await asyncio.gather(
+                *(_admit(replicas[i % 2], keys, _principal(org), policy, prompt=c[0], max_tokens=c[1])
+                  for i, c in enumerate(costs)), return_exceptions=True)
+            used, reserved = await service.quota_usage(replicas[0], keys, scope="org", ident=org,
+                                                       at=dt.datetime.now(dt.UTC))
+        finally:
+            for r in replicas:
+                await r.aclose()
+        accepted = sum(sum(c) for c, r in zip(costs, results, strict=True) if isinstance(r, usage_api.Admission))
+        refused = [c for c, r in zip(costs, results, strict=True) if isinstance(r, TooManyRequests)]
+        assert accepted <= budget
+        assert (used, reserved) == (0, accepted)
+        assert refused, "the budget should run out"
+        for c, r in zip(costs, results, strict=True):
+            if isinstance(r, TooManyRequests):
+                assert r.code == "insufficient_quota"
+                assert accepted + sum(c) > budget  # refused only when it truly did not fit
+
+    async def test_settlement_replaces_reservation_with_actual_once(self, redis_client: Any, keys: Keys) -> None:
+        org = str(uuid.uuid4())
+        p = _principal(org, tpm_limit=1000)
+        policy = UsagePolicy(org_id=org, monthly_token_budget=1000)
+        a = await _admit(redis_client, keys, p, policy, prompt=100, max_tokens=400)
+        ev = completion(org, prompt=90, completion_tokens=30, key_id=p.key_id, reservation_id=a.reservation_id)
+        assert await service.settle(redis_client, keys, [ev]) == 1
+        assert await service.settle(redis_client, keys, [ev, ev]) == 0  # redelivered: nothing changes
+        now = dt.datetime.now(dt.UTC)
+        assert await service.quota_usage(redis_client, keys, scope="org", ident=org, at=now) == (120, 0)
+        assert await service.quota_usage(redis_client, keys, scope="key", ident=p.key_id or "", at=now) == (120, 0)
+        # TPM corrected to the real count: 1000 - 120 left, minus this request's 20.
+        b = await _admit(redis_client, keys, p, policy, prompt=10, max_tokens=10)
+        assert b.headers["x-ratelimit-remaining-tokens"] == str(1000 - 120 - 20)
+
+    async def test_crashed_reservation_expires_and_late_settlement_still_counts(
+        self, redis_client: Any, keys: Keys, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        org = str(uuid.uuid4())
+        policy = UsagePolicy(org_id=org, monthly_token_budget=1000)
+        monkeypatch.setattr(service, "RESERVATION_TTL_MS", 50)
+        crashed = await _admit(redis_client, keys, _principal(org), policy, prompt=500, max_tokens=400)
+        await asyncio.sleep(0.1)
+        # The next admission releases the expired 900-token hold, so this one fits.
+        await _admit(redis_client, keys, _principal(org), policy, prompt=500, max_tokens=400)
+        now = dt.datetime.now(dt.UTC)
+        assert await service.quota_usage(redis_client, keys, scope="org", ident=org, at=now) == (0, 900)
+        late = completion(org, prompt=5, completion_tokens=5, reservation_id=crashed.reservation_id)
+        await service.settle(redis_client, keys, [late])
+        assert (await service.quota_usage(redis_client, keys, scope="org", ident=org, at=now))[0] == 10
+
+    async def test_exhausted_budget_is_insufficient_quota(self, redis_client: Any, keys: Keys) -> None:
+        org = str(uuid.uuid4())
+        with pytest.raises(TooManyRequests) as exc:
+            await _admit(redis_client, keys, _principal(org), UsagePolicy(org_id=org, monthly_token_budget=5))
+        assert exc.value.code == "insufficient_quota"
+        assert int(exc.value.headers["Retry-After"]) >= 1
+
+    async def test_key_budget_applies(self, redis_client: Any, keys: Keys) -> None:
+        org = str(uuid.uuid4())
+        p = _principal(org, token_budget=30)
+        await _admit(redis_client, keys, p, UsagePolicy(org_id=org))
+        with pytest.raises(TooManyRequests) as exc:
+            await _admit(redis_client, keys, p, UsagePolicy(org_id=org))
+        assert exc.value.code == "insufficient_quota"

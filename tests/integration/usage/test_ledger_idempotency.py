@@ -1,0 +1,100 @@
+"""The same event delivered twice (duplicate publish, replay, redelivery) is counted once; poison goes
+to the dead-letter queue at once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from aiaas.entrypoints.bootstrap import Container
+from aiaas.entrypoints.worker import ConsumerRuntime
+from aiaas.kernel.config import Settings
+from aiaas.kernel.db import Database
+from aiaas.kernel.publisher import _encoder
+from usage_support import completion, ledger_totals
+
+
+@pytest.fixture
+async def running_worker(settings: Settings) -> Any:
+    container = Container(settings, role="worker")
+    await container.start()
+    runtime = ConsumerRuntime(container)
+    await runtime.start()
+    for _ in range(100):
+        if runtime._stops:
+            break
+        await asyncio.sleep(0.05)
+    yield container
+    await runtime.stop()
+    await container.stop()
+
+
+async def _until(db: Database, org: str, rows: int) -> tuple[int, int, int, int]:
+    for _ in range(200):
+        totals = await ledger_totals(db, org)
+        if totals[0] >= rows:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # a duplicate, if it were counted, would land now
+    return await ledger_totals(db, org)
+
+
+class TestCountedOnce:
+    async def test_duplicate_publish_is_one_row(self, running_worker: Container, db: Database) -> None:
+        org = str(uuid.uuid4())
+        ev = completion(org, prompt=7, completion_tokens=3)
+        other = completion(org, prompt=1, completion_tokens=1)
+        for e in (ev, ev, other, ev):
+            await running_worker.broker.publish("inference", e.routing_key, _encoder.encode(e),
+                                                message_id=e.event_id)
+        assert await _until(db, org, 2) == (2, 8, 4, 12)
+
+    async def test_replayed_spill_of_an_already_published_event_is_one_row(
+        self, running_worker: Container, db: Database, settings: Settings
+    ) -> None:
+        org = str(uuid.uuid4())
+        ev = completion(org, prompt=5, completion_tokens=5)
+        pub = running_worker.publisher
+        pub.emit("inference", ev)
+        await pub.flush()
+        # The same event also sits in the spill stream (a publish whose confirm was lost), then replays.
+        assert await pub._spill([_pending(ev)]) == 1
+        assert await pub.drain_spill(timeout=20)
+        assert await _until(db, org, 1) == (1, 5, 5, 10)
+
+
+class TestPoison:
+    async def test_malformed_event_is_dead_lettered_and_others_go_on(
+        self, running_worker: Container, db: Database, settings: Settings
+    ) -> None:
+        org = str(uuid.uuid4())
+        await running_worker.broker.publish("inference", "completion.recorded", b'{"not": "an event"}',
+                                            message_id="poison-" + org)
+        good = completion(org)
+        await running_worker.broker.publish("inference", good.routing_key, _encoder.encode(good),
+                                            message_id=good.event_id)
+        assert (await _until(db, org, 1))[0] == 1
+        conn = await running_worker.broker.connect()
+        ch = await conn.channel()
+        dlq = await ch.declare_queue(f"{settings.broker_prefix}aiaas.usage.from.inference.dlq", durable=True)
+        found = False
+        for _ in range(50):
+            msg = await dlq.get(timeout=5, fail=False)
+            if msg is None:
+                await asyncio.sleep(0.1)
+                continue
+            await msg.ack()
+            if msg.message_id == "poison-" + org:
+                found = True
+                break
+        await ch.close()
+        assert found
+
+
+def _pending(ev: Any) -> Any:
+    from aiaas.kernel.publisher import _Pending
+
+    return _Pending("inference", ev.routing_key, ev.event_id, _encoder.encode(ev), ev.traceparent)
