@@ -1,8 +1,5 @@
-"""Runs the streamer for bench/gateway_overhead.py: migrates and seeds a bench database, then serves.
-
-Until API-key authentication is merged, requests carry a fixed principal (the same seam the tests use);
-switch to a real key when it is.
-"""
+"""Runs the streamer for bench/gateway_overhead.py: migrates and seeds a bench database, issues a real
+API key (written to the file named by the third argument), then serves with key auth and RBAC on."""
 
 from __future__ import annotations
 
@@ -16,20 +13,12 @@ import uvicorn
 from aiaas.entrypoints import streamer
 from aiaas.entrypoints.bootstrap import Container
 from aiaas.entrypoints.migrate import migrate
+from aiaas.entrypoints.setup import bootstrap
 from aiaas.inference.schemas import DeploymentSpec, ModelSpec, ModelUpdate
 from aiaas.inference.service import catalog
 from aiaas.kernel.config import load_settings
 from aiaas.kernel.errors import Conflict
 from aiaas.kernel.http import RequestContext
-from aiaas.kernel.security import OrgRole, Principal
-
-PRINCIPAL = Principal(kind="api_key", user_id="0190a000-0000-7000-8000-0000000000a1",
-                      org_id="0190a000-0000-7000-8000-000000000001", key_id="0190a000-0000-7000-8000-0000000000b1",
-                      org_role=OrgRole.MEMBER)
-
-
-def principal() -> Principal:
-    return PRINCIPAL
 
 
 async def seed(settings: object, upstream: str) -> None:
@@ -50,15 +39,18 @@ async def seed(settings: object, upstream: str) -> None:
 
 
 def main() -> None:
-    port, upstream = int(sys.argv[1]), sys.argv[2]
+    port, upstream, key_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     settings = msgspec.structs.replace(load_settings(), local_model_enabled=False)
     migrate(settings)
     asyncio.run(seed(settings, upstream))
+    made = asyncio.run(bootstrap(settings, email="bench@example.com", password="bench-password-1234",  # noqa: S106
+                                 org_name="bench", new_key=True))
+    with open(key_file, "w") as f:
+        f.write(made.api_key or "")
     container = Container(settings, role="streamer")
     if os.environ.get("BENCH_NO_EVENTS"):  # to measure what publishing costs the loop
         container.publisher.emit = lambda *_: None  # type: ignore[method-assign]
-    app = RequestContext(streamer.create_app(container, principal_provider=principal), role="streamer",
-                         access_log=False)
+    app = RequestContext(streamer.create_app(container), role="streamer", access_log=settings.access_log)
     uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", log_config=None,
                 access_log=False)
 

@@ -17,6 +17,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,11 +49,14 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000
 
 
+KEY: list[str] = [""]
+
+
 async def one(session: aiohttp.ClientSession, url: str, model: str, stream: bool) -> float:
     body = BODY % (model.encode(), b',"stream":true' if stream else b"")
     t = time.perf_counter()
     async with session.post(url, data=body, headers={"content-type": "application/json",
-                                                     "authorization": "Bearer bench"}) as r:
+                                                     "authorization": f"Bearer {KEY[0]}"}) as r:
         if r.status != 200:
             raise RuntimeError(f"{url}: {r.status} {await r.text()}")
         if stream:
@@ -98,11 +102,13 @@ def main() -> None:
     env.setdefault("AIAAS_REDIS_PREFIX", "bench:")
     upstream = subprocess.Popen([sys.executable, "-c", (
         f"import time, fake_upstream as f; f.FakeUpstream({up_port}).start(); time.sleep(3600)")], env=env)
+    key_file = Path(tempfile.mkdtemp()) / "key"
     gw = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_streamer_for_bench.py"), str(gw_port),
-                           f"http://127.0.0.1:{up_port}/v1"], env=env, stdout=subprocess.DEVNULL)
+                           f"http://127.0.0.1:{up_port}/v1", str(key_file)], env=env, stdout=subprocess.DEVNULL)
     try:
         wait(up_port)
         wait(gw_port)
+        KEY[0] = key_file.read_text().strip()
         asyncio.run(run(n, up_port, gw_port))
     finally:
         for p in (gw, upstream):

@@ -59,7 +59,7 @@ def build_asgi(role: str, settings: Settings) -> Any:
 
     factory = {"api": api.create_app, "streamer": streamer.create_app, "worker": worker.create_app}[role]
     app = factory(Container(settings, role=role))
-    return RequestContext(app, role=role)
+    return RequestContext(app, role=role, access_log=settings.access_log)
 
 
 class _Server(uvicorn.Server):

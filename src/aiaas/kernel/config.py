@@ -53,6 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+    access_log: bool = True
     service_name: str = "aiaas"
     otel_exporter_otlp_endpoint: str | None = None
     otel_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0

@@ -1,8 +1,8 @@
 """Fire-and-forget publishing of integration events that never loses one.
 
 ``EventPublisher.emit`` is synchronous and never blocks or raises: it appends the event to a bounded
-in-process buffer and wakes one background task, which publishes the buffer to RabbitMQ in batches with
-publisher confirms.
+in-process buffer and wakes one background task, which lingers a few milliseconds so events gather, then
+publishes them to RabbitMQ in batches with publisher confirms.
 
 When RabbitMQ is unreachable (or a publish is not confirmed in time) or the buffer is full, events are
 **spilled** to a Redis stream, one per publishing context (``<context>:events:spill``), and a replayer
@@ -74,6 +74,7 @@ class EventPublisher:
         batch_size: int = 200,
         publish_timeout: float = 2.0,
         replay_interval: float = 1.0,
+        linger: float = 0.02,
     ) -> None:
         self._broker = broker
         self._redis = redis
@@ -83,6 +84,7 @@ class EventPublisher:
         self._batch_size = batch_size
         self._publish_timeout = publish_timeout
         self._replay_interval = replay_interval
+        self._linger = linger
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
@@ -140,6 +142,10 @@ class EventPublisher:
                 if self._closing:
                     return
                 await self._wake.wait()
+                if self._linger and not self._closing and len(self._buffer) < self._batch_size:
+                    # Let a batch gather: one wake-up and one round of confirms for many requests,
+                    # instead of broker work interleaved with every response at low concurrency.
+                    await asyncio.sleep(self._linger)
                 continue
             batch = [self._buffer[i] for i in range(min(self._batch_size, len(self._buffer)))]
             done = await self._dispatch(batch)
