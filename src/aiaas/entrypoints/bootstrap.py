@@ -99,7 +99,8 @@ class Container:
         if s.local_model_enabled:
             self.local_runner = LocalRunner(model_path=s.local_model_path, n_ctx=s.local_model_context,
                                             n_threads=s.local_model_threads, max_queue=s.local_model_max_queue,
-                                            default_max_tokens=s.local_model_max_tokens)
+                                            default_max_tokens=s.local_model_max_tokens,
+                                            chat_format=s.local_model_chat_format or None)
         breakers = Breakers(self.redis, self.keys, failures=s.inference_breaker_failures,
                             cooldown=s.inference_breaker_cooldown_seconds)
         publisher = self.publisher

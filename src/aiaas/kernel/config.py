@@ -82,6 +82,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     local_model_threads: Annotated[int, msgspec.Meta(ge=1, le=256)] | None = None
     local_model_max_queue: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 16
     local_model_max_tokens: Annotated[int, msgspec.Meta(ge=1, le=131_072)] = 512
+    local_model_chat_format: str | None = "gemma"
     event_buffer_size: Annotated[int, msgspec.Meta(ge=10, le=10_000_000)] = 10_000
     event_publish_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
     usage_redis_failure_mode: Literal["open", "closed"] = "closed"

@@ -30,6 +30,9 @@ class TestEmbeddedModel:
         assert r.object == "chat.completion"
         assert r.model == "local/gemma-3-270m"
         assert r.usage is not None and r.usage.prompt_tokens > 0
+        # The model really generated: text and counted completion tokens, not an empty turn.
+        assert r.usage.completion_tokens > 0
+        assert (r.choices[0].message.content or "").strip()
         assert r.choices[0].finish_reason in {"stop", "length"}
 
     def test_stream_with_usage(self, running: Running) -> None:

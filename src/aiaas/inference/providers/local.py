@@ -50,8 +50,9 @@ class LocalRunner:
     """One llama.cpp model on one worker thread, with a bounded wait queue."""
 
     def __init__(self, *, model_path: str | None, n_ctx: int, n_threads: int | None, max_queue: int,
-                 default_max_tokens: int) -> None:
+                 default_max_tokens: int, chat_format: str | None = None) -> None:
         self._model_path = model_path
+        self._chat_format = chat_format
         self._n_ctx = n_ctx
         self._n_threads = n_threads
         self._max_queue = max_queue
@@ -71,7 +72,10 @@ class LocalRunner:
 
             path = self._model_path or default_model_path()
             started = time.perf_counter()
-            self._llm = Llama(model_path=path, n_ctx=self._n_ctx, n_threads=self._n_threads, verbose=False)
+            # The packaged Gemma 3 270M GGUF carries no chat template, and llama-cpp-python's fallback
+            # (llama-2 turns) makes it stop at once with empty content; Gemma's own turn format works.
+            self._llm = Llama(model_path=path, n_ctx=self._n_ctx, n_threads=self._n_threads, verbose=False,
+                              chat_format=self._chat_format)
             log.info("embedded model loaded from %s in %.2fs", path, time.perf_counter() - started)
         return self._llm
 
