@@ -111,9 +111,29 @@ async def serve_listeners(settings: Settings, listeners: list[Listener]) -> None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, request_exit, sig)
     await asyncio.gather(*(srv.serve(sockets=[lst.sock]) for srv, lst in zip(servers, listeners, strict=True)))
+    await _cancel_leftovers(timeout=5.0)
     # A server that failed to start (lifespan error) exits without raising; make that visible.
     if any(not srv.started for srv in servers):
         raise SystemExit(3)
+
+
+async def _cancel_leftovers(*, timeout: float) -> None:
+    """Cancel background tasks the apps left running and wait a bounded time for them.
+
+    asyncio's runner would otherwise wait forever at exit for a task that does not finish on cancel.
+    """
+    current = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    for task in left:
+        task.cancel()
+    if not left:
+        return
+    _done, pending = await asyncio.wait(left, timeout=timeout)
+    if pending:
+        names = ", ".join(sorted(t.get_name() for t in pending))
+        log.error("tasks still running %.0fs after shutdown, abandoning them: %s", timeout, names)
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def _run_in_process(settings: Settings, listeners: list[Listener], role_label: str) -> None:
