@@ -32,6 +32,7 @@ from support import free_port, wait_http
 
 CHAT = "usage/chat"
 EMBED = "usage/embed"
+FAILING = "usage/failing"  # its upstream answers 500
 # What the fake upstream reports for every chat answer, streamed or not.
 PROMPT_TOKENS, COMPLETION_TOKENS = 7, 3
 
@@ -87,13 +88,14 @@ async def _seed(settings: Settings, up: FakeUpstream) -> None:
         async with container.db.unit_of_work("inference") as session:
             existing = {m.name for m in await catalog_service.list_models(session=session)}
             for name, caps, upstream_model in ((CHAT, ["chat", "completions"], "fake"),
-                                               (EMBED, ["embeddings"], "fake-embed")):
+                                               (EMBED, ["embeddings"], "fake-embed"),
+                                               (FAILING, ["chat", "completions"], "error-500")):
                 if name not in existing:
                     dep = DeploymentSpec(name="u", provider="openai", upstream_model=upstream_model,
                                          base_url=up.base_url)
                     await catalog_service.create_model(session=session,
                                                        spec=ModelSpec(name=name, capabilities=caps, deployments=[dep]))
-        await container.catalog.refresh_models([CHAT, EMBED])
+        await container.catalog.refresh_models([CHAT, EMBED, FAILING])
     finally:
         await container.redis.aclose()
         await container.db.dispose()

@@ -25,6 +25,7 @@ from e2e.usage.conftest import (
     CHAT,
     COMPLETION_TOKENS,
     EMBED,
+    FAILING,
     PROMPT_TOKENS,
     Streamer,
     make_org,
@@ -163,6 +164,10 @@ class TestHeadersAndSettlement:
             assert all(h in r.headers for h in HEADERS)
             r = await http.post("/completions", json={"model": CHAT, "prompt": "Hi", "max_tokens": 5})
             assert r.status_code == 200, r.text
+            assert all(h in r.headers for h in HEADERS)
+            # An admitted request whose upstream then fails still reports the limits it was charged to.
+            r = await http.post("/chat/completions", json={"model": FAILING, "messages": MSG, "max_tokens": 5})
+            assert r.status_code == 502, r.text
             assert all(h in r.headers for h in HEADERS)
 
             ready = await http.get(s.base_url.removesuffix("/v1") + "/ready")
