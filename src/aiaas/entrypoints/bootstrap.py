@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aiaas.auth import api as auth_api
 from aiaas.inference.providers.http import HttpUpstream, make_session
 from aiaas.inference.providers.local import LocalRunner
+from aiaas.inference.service.admission import Admitter
 from aiaas.inference.service.catalog import CatalogCache
 from aiaas.inference.service.gateway import Gateway
 from aiaas.inference.service.routing import Breakers
@@ -107,7 +108,8 @@ class Container:
         self.gateway = Gateway(catalog=self.catalog, breakers=breakers, http=HttpUpstream(self.http_session),
                                local=self.local_runner, max_attempts=s.inference_max_attempts,
                                retry_budget=s.inference_retry_budget_seconds,
-                               publish=lambda event: publisher.emit("inference", event))
+                               publish=lambda event: publisher.emit("inference", event),
+                               admitter=Admitter(self.redis, self.keys, self.usage_policies))
 
     async def _ping_redis(self) -> None:
         await self.redis.ping()

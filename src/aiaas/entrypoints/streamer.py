@@ -10,6 +10,7 @@ from aiaas.inference.http import streamer_handlers
 from aiaas.inference.service.gateway import Gateway
 from aiaas.kernel.errors import ServiceUnavailable
 from aiaas.kernel.web import make_app
+from aiaas.usage import api as usage_api
 
 DESCRIPTION = (
     "OpenAI-compatible inference endpoints of aiaas. Errors are RFC 7807 problem documents that also "
@@ -40,4 +41,5 @@ def create_app(container: Container) -> Litestar:
         on_startup=[container.start],
         on_shutdown=[container.stop],
         state={"container": container},
+        extra_ready_state=usage_api.ready_state,
     )

@@ -36,7 +36,7 @@ from aiaas.inference.service import catalog as catalog_service
 from aiaas.inference.service.catalog import CatalogCache
 from aiaas.inference.service.gateway import CallContext, Gateway
 from aiaas.inference.service.requests import parse
-from aiaas.kernel.errors import Forbidden, NotFound
+from aiaas.kernel.errors import AppError, Forbidden, NotFound
 from aiaas.kernel.security import Permission, Principal
 
 INVOKE = {"permission": Permission.MODELS_INVOKE}
@@ -83,10 +83,12 @@ async def _invoke(request: Request[Any, Any, Any], principal: Principal, gateway
     ctx = CallContext(request_id=request.scope["state"].get("request_id", ""), endpoint=endpoint,
                       principal=principal)
     request.scope["state"][_CTX] = (gateway, ctx)
+    limits: dict[str, str] = {}
     try:
         _require(principal, Permission.MODELS_INVOKE)
         parsed = parse(endpoint, await request.body())
         prepared = await gateway.prepare(principal=principal, parsed=parsed, ctx=ctx)
+        limits = prepared.headers
         if parsed.stream:
             stream = await gateway.open_stream(prepared, ctx)
             headers = {**prepared.headers, **_SSE_HEADERS, "openai-processing-ms": _ms(ctx)}
@@ -97,6 +99,9 @@ async def _invoke(request: Request[Any, Any, Any], principal: Principal, gateway
                         headers={**prepared.headers, "openai-processing-ms": _ms(ctx)})
     except BaseException as exc:
         ctx.failed(exc)
+        if limits and isinstance(exc, AppError):
+            # An admitted request that then failed upstream still reports the limits it was charged to.
+            exc.headers = {**limits, **exc.headers}
         raise
 
 

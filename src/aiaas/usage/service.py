@@ -346,21 +346,22 @@ _policy_decoder = msgspec.json.Decoder(UsagePolicy)
 
 
 class PolicyStore:
-    """Org policies for the hot path: process memory (seconds), then Redis (minutes), then the database.
+    """Org policies for the hot path: Redis (minutes), then the database on a miss.
 
-    With warm caches an admission reads no database. While Redis is down the last known policy is kept
-    (however old), so each org's fail-open/fail-closed choice still applies.
+    Nothing is kept in process memory between requests (a policy change is seen by every replica at
+    once, on the write-through to Redis). With a warm Redis entry an admission reads no database.
+    While Redis is down the policy is read from the database, so each org's fail-open/fail-closed
+    choice still applies (that outage path costs one query per request; the defaults if PostgreSQL is
+    unreachable too).
     """
 
     def __init__(self, redis: Redis, keys: Keys, sessions: SessionFactory, *, default_mode: str = "closed",
-                 memory_ttl: float = 10.0, redis_ttl: int = 300) -> None:
+                 redis_ttl: int = 300) -> None:
         self._redis = redis
         self._keys = keys
         self._sessions = sessions
         self._default_mode = default_mode
-        self._memory_ttl = memory_ttl
         self._redis_ttl = redis_ttl
-        self._memory: dict[str, tuple[float, UsagePolicy]] = {}
         HEALTH.default_mode = default_mode
 
     def _key(self, org_id: str) -> str:
@@ -368,22 +369,13 @@ class PolicyStore:
 
     async def get(self, org_id: str) -> UsagePolicy:
         """The policy of ``org_id`` (the defaults when it has none)."""
-        hit = self._memory.get(org_id)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self._memory_ttl:
-            return hit[1]
         try:
             raw = await self._redis.get(self._key(org_id))
         except RedisUnavailable:
-            if hit is not None:
-                return hit[1]
             raw = None
         if raw is not None:
-            policy = _policy_decoder.decode(raw)
-        else:
-            policy = await self._load(org_id)
-        self._memory[org_id] = (now, policy)
-        return policy
+            return _policy_decoder.decode(raw)
+        return await self._load(org_id)
 
     async def _load(self, org_id: str) -> UsagePolicy:
         try:
@@ -402,16 +394,14 @@ class PolicyStore:
         return policy
 
     async def store(self, policy: UsagePolicy) -> None:
-        """Write a changed policy through to Redis (other replicas pick it up within ``memory_ttl``)."""
-        self._memory[policy.org_id] = (time.monotonic(), policy)
+        """Write a changed policy through to Redis (every replica reads it on its next request)."""
         try:
             await self._redis.set(self._key(policy.org_id), _policy_encoder.encode(policy), ex=self._redis_ttl)
         except RedisUnavailable:
             log.warning("policy cache of %s not updated: Redis unavailable", policy.org_id)
 
     async def invalidate(self, org_id: str) -> None:
-        """Forget a changed policy here and in Redis (other replicas refresh within ``memory_ttl``)."""
-        self._memory.pop(org_id, None)
+        """Forget a changed policy in Redis (the next request reloads it from the database)."""
         try:
             await self._redis.delete(self._key(org_id))
         except RedisUnavailable:

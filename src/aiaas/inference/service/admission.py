@@ -1,35 +1,41 @@
 """Admission: the one place where rate limits and quotas are checked before an upstream is called.
 
-``admit`` runs once per inference request, after the model is resolved and authorized and before any
-deployment is tried. It may raise ``kernel.errors.TooManyRequests`` (429, with ``Retry-After``) to
-refuse; otherwise it returns the headers to add to the response (``x-ratelimit-*``) and, if a token
-reservation was taken, its id (carried on the ``CompletionRecorded`` event so ``usage`` can settle it).
-
-The metering work fills this in (through ``usage.api``); until then it admits everything.
+``Admitter.admit`` runs once per inference request, after the model is resolved and authorized and
+before any deployment is tried. It reads the org's usage policy (``usage.api.PolicyStore``: one Redis
+``GET`` when warm, no database) and runs ``usage.api.admit`` (one atomic Lua script: RPM and TPM of the
+key and the org, and the quota reservation). A refusal raises ``kernel.errors.TooManyRequests`` (429
+with ``Retry-After``, code ``rate_limit_exceeded`` or ``insufficient_quota``); Redis down raises
+``ServiceUnavailable`` (503) unless the org's policy fails open. Otherwise the ``x-ratelimit-*``
+headers go on the response and the reservation id into ``CompletionRecorded``, so the worker settles it.
 """
 
 from __future__ import annotations
 
-import msgspec
+from redis.asyncio import Redis
 
+from aiaas.kernel.redis import Keys
 from aiaas.kernel.security import Principal
+from aiaas.usage import api as usage_api
+
+Admission = usage_api.Admission
 
 
-class Admission(msgspec.Struct, frozen=True, kw_only=True):
-    """What admission decided: headers for the response and an optional reservation id."""
+class Admitter:
+    """Admission of one process: its Redis client, key naming and the org policy store."""
 
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
-    reservation_id: str | None = None
+    def __init__(self, redis: Redis, keys: Keys, policies: usage_api.PolicyStore) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._policies = policies
 
+    async def admit(self, *, principal: Principal, model: str, estimated_prompt_tokens: int,
+                    max_tokens: int | None) -> Admission:
+        """Admit (or refuse with 429/503) one request of ``principal`` for ``model``.
 
-ADMIT_ALL = Admission()
-
-
-async def admit(*, principal: Principal, model: str, estimated_prompt_tokens: int,
-                max_tokens: int | None) -> Admission:
-    """Admit (or refuse with 429) one request of ``principal`` for ``model``.
-
-    ``estimated_prompt_tokens`` comes from ``tokens.estimate_tokens``; ``max_tokens`` is the client's
-    cap on completion tokens (None when it set none).
-    """
-    return ADMIT_ALL
+        ``estimated_prompt_tokens`` comes from ``tokens.estimate_tokens``; ``max_tokens`` is the client's
+        cap on completion tokens (None when it set none: the policy's ``default_max_tokens`` is reserved).
+        """
+        policy = await self._policies.get(principal.org_id or "")
+        return await usage_api.admit(self._redis, self._keys, principal=principal, model=model,
+                                     estimated_prompt_tokens=estimated_prompt_tokens, max_tokens=max_tokens,
+                                     policy=policy)

@@ -1,7 +1,8 @@
 """The inference request flow: resolve and authorize the model, admit, route with retries, relay.
 
 Hot path, in order: decode the body once (``requests.parse``); one Redis ``MGET`` for the model's
-catalog entry, the org's access policy and the breaker state; admission (``admission.admit``); then
+catalog entry, the org's access policy and the breaker state; admission (``Admitter.admit``: the org's
+usage policy from Redis, then one Lua call for rate limits and the quota reservation); then
 deployments in routing order until one answers. A failure before the first byte (connect error,
 timeout, 5xx, 429) moves on to the next deployment, bounded by ``AIAAS_INFERENCE_MAX_ATTEMPTS`` and
 ``AIAAS_INFERENCE_RETRY_BUDGET_SECONDS``. Streams start only once the first upstream event is in hand,
@@ -25,7 +26,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from aiaas.inference.events import CompletionRecorded
 from aiaas.inference.providers.base import Call, EventStream, UpstreamFailure, UpstreamReply
 from aiaas.inference.schemas import CatalogModel, Deployment, ErrorBodyPeek, ResponsePeek
-from aiaas.inference.service import admission, metrics
+from aiaas.inference.service import metrics
+from aiaas.inference.service.admission import Admitter
 from aiaas.inference.service.catalog import CatalogCache
 from aiaas.inference.service.requests import CAPABILITY, Parsed
 from aiaas.inference.service.routing import Breakers, BreakerState, decode_state, order_deployments, retry_after_seconds
@@ -216,8 +218,10 @@ class Gateway:
     """The inference flow of one process, wired with its cache, breakers and providers."""
 
     def __init__(self, *, catalog: CatalogCache, breakers: Breakers, http: Provider, local: Provider | None,
-                 max_attempts: int, retry_budget: float, publish: Callable[[CompletionRecorded], None]) -> None:
+                 max_attempts: int, retry_budget: float, publish: Callable[[CompletionRecorded], None],
+                 admitter: Admitter) -> None:
         self.catalog = catalog
+        self._admitter = admitter
         self.breakers = breakers
         self._providers: dict[str, Provider] = {"openai": http}
         if local is not None:
@@ -247,9 +251,11 @@ class Gateway:
         if CAPABILITY[parsed.endpoint] not in model.capabilities:
             raise BadRequest(f"The model `{parsed.model}` does not support {parsed.endpoint}.",
                              code="unsupported_endpoint", param="model")
-        decision = await admission.admit(principal=principal, model=parsed.model,
-                                         estimated_prompt_tokens=parsed.estimated_prompt_tokens,
-                                         max_tokens=parsed.max_tokens)
+        # Embeddings produce no completion tokens: reserve the input only, not the default completion cap.
+        max_tokens = 0 if parsed.endpoint == "embeddings" else parsed.max_tokens
+        decision = await self._admitter.admit(principal=principal, model=parsed.model,
+                                              estimated_prompt_tokens=parsed.estimated_prompt_tokens,
+                                              max_tokens=max_tokens)
         ctx.reservation_id = decision.reservation_id
         return Prepared(parsed, model, decode_state(found.breaker_raw), decision.headers)
 
