@@ -28,7 +28,7 @@ from aiaas.kernel.errors import Conflict, Forbidden, NotFound, TooManyRequests, 
 from aiaas.kernel.events import utcnow, uuid7_str
 from aiaas.kernel.pagination import is_uuid
 from aiaas.kernel.principals import PrincipalCache
-from aiaas.kernel.redis import Keys
+from aiaas.kernel.redis import Keys, RedisUnavailable
 from aiaas.kernel.security import (
     Permission,
     Principal,
@@ -474,7 +474,9 @@ class LastUsedRecorder:
             return
         try:
             await self._redis.hset(self._name, mapping={k: repr(v) for k, v in pending.items()})
-        except Exception as exc:  # Redis blip: losing a last-used stamp is acceptable
+        except RedisUnavailable:  # Redis down: the stamps are dropped (non-critical), the outage is reported by /ready
+            log.debug("key usage stamps dropped: Redis unavailable")
+        except Exception as exc:  # any other Redis error: losing a last-used stamp is acceptable
             log.warning("could not record key usage (%s)", type(exc).__name__)
 
 

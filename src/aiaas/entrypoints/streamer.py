@@ -42,4 +42,7 @@ def create_app(container: Container) -> Litestar:
         on_shutdown=[container.stop],
         state={"container": container},
         extra_ready_state=usage_api.ready_state,
+        # Without Redis the streamer still serves the orgs whose policy fails open (and answers 503 to the
+        # others), so a Redis outage degrades it instead of draining it; see docs/runbooks/readiness.md.
+        degradable_checks=("redis",),
     )

@@ -2,13 +2,15 @@
 
 ``/health`` is liveness and touches nothing. ``/ready`` checks each dependency the role uses,
 concurrently and with a short timeout, and answers 503 problem+json naming every failing one; it never
-caches, so it turns green again as soon as the dependency returns.
+caches, so it turns green again as soon as the dependency returns. A role may declare some dependencies
+*degradable* (the streamer: Redis, whose outage each org's policy handles): when only those fail,
+``/ready`` stays 200 with ``status: "degraded"``, the failing ones listed under ``degraded``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import msgspec
@@ -29,11 +31,12 @@ class HealthStatus(msgspec.Struct):
     status: str
 
 
-class ReadyStatus(msgspec.Struct):
-    """Readiness answer: ``ok`` and the state of each dependency checked."""
+class ReadyStatus(msgspec.Struct, omit_defaults=True):
+    """Readiness answer: ``ok`` (or ``degraded``) and the state of each dependency checked."""
 
     status: str
     checks: dict[str, str]
+    degraded: list[str] = msgspec.field(default_factory=list)
 
 
 async def run_checks(checks: Mapping[str, Check], timeout: float) -> dict[str, str]:
@@ -55,9 +58,14 @@ async def run_checks(checks: Mapping[str, Check], timeout: float) -> dict[str, s
 
 def observability_handlers(
     *, role: str, checks: Mapping[str, Check], timeout: float,
-    extra_state: Callable[[], Mapping[str, str]] | None = None,
+    extra_state: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None,
+    degradable: Collection[str] = (),
 ) -> list[HTTPRouteHandler]:
-    """The three observability routes for one role (public: no authentication)."""
+    """The three observability routes for one role (public: no authentication).
+
+    ``extra_state`` gets the check results and adds role-specific entries to the answer; a failing check
+    named in ``degradable`` leaves the role ready (``status: "degraded"``).
+    """
     gauges = {name: metrics.DEPENDENCY_UP.labels(role, name) for name in checks}
 
     @get("/health", opt=PUBLIC, tags=["observability"], summary="Liveness", include_in_schema=True,
@@ -69,13 +77,14 @@ def observability_handlers(
     @get("/ready", opt=PUBLIC, tags=["observability"], summary="Readiness",
          responses=None)
     async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
-        """Readiness: 200 when every dependency of this role answers; 503 problem+json naming the failing ones."""
+        """Readiness: 200 when every dependency of this role answers (``degraded`` when only a dependency the
+        role can serve without fails); 503 problem+json naming the failing ones."""
         results = await run_checks(checks, timeout)
         for name, result in results.items():
             gauges[name].set(1 if result == "ok" else 0)
-        extra = dict(extra_state()) if extra_state else {}
+        extra = dict(extra_state(results)) if extra_state else {}
         failing = {n: r for n, r in results.items() if r != "ok"}
-        if failing:
+        if failing.keys() - set(degradable):
             problem = problem_for(
                 status=503,
                 type_slug="not-ready",
@@ -86,6 +95,8 @@ def observability_handlers(
                 extra={"checks": results, "failing": sorted(failing), **extra},
             )
             return render_problem(problem)
+        if failing:
+            return Response(ReadyStatus(status="degraded", checks={**results, **extra}, degraded=sorted(failing)))
         return Response(ReadyStatus(status="ok", checks={**results, **extra}))
 
     @get("/metrics", opt=PUBLIC, tags=["observability"], summary="Prometheus metrics",

@@ -53,7 +53,8 @@ def make_app(
     on_shutdown: Sequence[Callable[..., Any]] = (),
     dependencies: Mapping[str, Any] | None = None,
     middleware: Sequence[Any] = (),
-    extra_ready_state: Callable[[], Mapping[str, str]] | None = None,
+    extra_ready_state: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None,
+    degradable_checks: Sequence[str] = (),
     state: Mapping[str, Any] | None = None,
     authenticator: Any | None = None,
 ) -> Litestar:
@@ -77,7 +78,7 @@ def make_app(
     return Litestar(
         route_handlers=[
             *observability_handlers(role=role, checks=checks, timeout=settings.ready_timeout_seconds,
-                                    extra_state=extra_ready_state),
+                                    extra_state=extra_ready_state, degradable=degradable_checks),
             *route_handlers,
         ],
         exception_handlers=problem_handlers(openai=openai_errors),

@@ -54,7 +54,13 @@ async def admit(
                                policy=policy)
 
 
-def ready_state() -> Mapping[str, str]:
+def ready_state(checks: Mapping[str, str] | None = None) -> Mapping[str, str]:
     """For the streamer's ``make_app(extra_ready_state=...)``: ``{"limits": "enforced"}``, or the
-    fail-open/fail-closed state while Redis is unreachable."""
+    fail-open/fail-closed state while Redis is unreachable.
+
+    ``checks`` are the readiness results of that ``/ready`` call (its live Redis ``PING`` decides);
+    without them the last admission's outcome does.
+    """
+    if checks is not None and "redis" in checks:
+        return {"limits": "enforced"} if checks["redis"] == "ok" else service.HEALTH.down_state()
     return service.HEALTH.state()

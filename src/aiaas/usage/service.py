@@ -57,7 +57,11 @@ class LimiterHealth:
     def state(self) -> dict[str, str]:
         if self.down_since is None:
             return {"limits": "enforced"}
-        return {"limits": f"redis unavailable: fail-{self.default_mode} by default, per-org policy decides"}
+        return self.down_state()
+
+    def down_state(self) -> dict[str, str]:
+        return {"limits": f"redis unavailable: not enforced; per-org policy decides: fail-open orgs are served "
+                          f"and counted later, fail-closed orgs get 503 (default fail-{self.default_mode})"}
 
 
 HEALTH = LimiterHealth()

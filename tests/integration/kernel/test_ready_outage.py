@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,27 +19,9 @@ from aiaas.entrypoints import api, streamer, worker
 from aiaas.entrypoints.bootstrap import Container
 from aiaas.kernel.config import Settings
 from aiaas.kernel.http import RequestContext
-from support import free_port
+from support import OwnRedis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
-
-
-class OwnRedis:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
 
 
 @pytest.fixture
@@ -65,8 +46,7 @@ async def _wait_for(client: AsyncTestClient[Any], status: int, attempts: int = 5
     return r
 
 
-@pytest.mark.parametrize("factory", [api.create_app, streamer.create_app, worker.create_app],
-                         ids=["api", "streamer", "worker"])
+@pytest.mark.parametrize("factory", [api.create_app, worker.create_app], ids=["api", "worker"])
 class TestRedisOutage:
     async def test_ready_follows_redis(self, factory: Any, settings: Settings, own_redis: OwnRedis) -> None:
         s = msgspec.structs.replace(settings, redis_url=f"redis://127.0.0.1:{own_redis.port}/0")
@@ -87,3 +67,40 @@ class TestRedisOutage:
             own_redis.start()
             r = await _wait_for(client, 200)
             assert r.status_code == 200, r.text
+
+
+class TestStreamerDegradesOnRedisOutage:
+    """The streamer stays ready without Redis (per-org policy decides each request) and says so."""
+
+    async def test_ready_says_degraded(self, settings: Settings, own_redis: OwnRedis) -> None:
+        s = msgspec.structs.replace(settings, redis_url=own_redis.url)
+        app = RequestContext(streamer.create_app(Container(s, role="streamer")), role="test")
+        async with AsyncTestClient(app=app) as client:
+            r = await _wait_for(client, 200)
+            assert r.json()["status"] == "ok"
+            assert r.json()["checks"]["limits"] == "enforced"
+
+            own_redis.stop()
+            doc: Any = None
+            for _ in range(50):
+                r = await _ready(client)
+                doc = r.json()
+                if doc.get("status") == "degraded":
+                    break
+                await asyncio.sleep(0.1)
+            assert r.status_code == 200
+            assert doc["status"] == "degraded"
+            assert doc["degraded"] == ["redis"]
+            assert doc["checks"]["redis"] != "ok"
+            assert doc["checks"]["postgres"] == "ok"
+            assert doc["checks"]["limits"].startswith("redis unavailable: not enforced")
+
+            own_redis.start()
+            for _ in range(50):
+                r = await _ready(client)
+                if r.json().get("status") == "ok":
+                    break
+                await asyncio.sleep(0.1)
+            assert r.json()["status"] == "ok", r.text
+            assert "degraded" not in r.json()
+            assert r.json()["checks"]["limits"] == "enforced"

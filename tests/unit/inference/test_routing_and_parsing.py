@@ -105,6 +105,7 @@ class TestAccounting:
         ctx = self._ctx()
         ctx.stream = True
         ctx.estimated_prompt = 4
+        ctx.admitted = True
         for piece in (b'{"choices":[{"delta":{"role":"assistant"}}]}', b'{"choices":[{"delta":{"content":"a"}}]}',
                       b'{"choices":[{"delta":{"content":"b"}}]}',
                       b'{"choices":[{"delta":{},"finish_reason":"length"}]}'):
@@ -113,6 +114,13 @@ class TestAccounting:
         assert ctx.account_event(b": keep-alive\n\n", wants_usage=False)
         ctx.settle()
         assert (ctx.prompt_tokens, ctx.completion_tokens, ctx.finish_reason) == (4, 2, "length")
+
+    def test_refused_before_admission_charges_nothing(self) -> None:
+        ctx = self._ctx()
+        ctx.estimated_prompt = 4
+        ctx.settle()
+        assert (ctx.prompt_tokens, ctx.completion_tokens) == (0, 0)
+        assert ctx.event().total_tokens == 0
 
     def test_body_without_usage_is_estimated(self) -> None:
         ctx = self._ctx()

@@ -5,13 +5,17 @@ caller's org access policy and the model's breaker state, each msgspec-encoded. 
 on a cache miss (then the entry is written back with a TTL); a model that does not exist is cached as a
 short-lived negative entry so unknown names cannot hammer the database. Every admin change rewrites the
 affected keys after its transaction commits, so every streamer sees it on its next request.
+
+While Redis is unreachable the hot-path reads fall back to PostgreSQL (one query per request, nothing
+written back, breakers read as closed); the warm path is unchanged, only its exceptions are caught.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, suppress
 
 import msgspec
 from redis.asyncio import Redis
@@ -29,7 +33,9 @@ from aiaas.inference.schemas import (
     OrgModelAccess,
 )
 from aiaas.kernel.errors import BadRequest, Conflict, NotFound
-from aiaas.kernel.redis import Keys
+from aiaas.kernel.redis import Keys, RedisUnavailable
+
+log = logging.getLogger("aiaas.inference.catalog")
 
 _MISSING = b"-"
 _NEGATIVE_TTL = 30
@@ -180,6 +186,18 @@ async def delete_access(*, session: AsyncSession, org_id: str) -> None:
 # --- the cache ---
 
 
+def _maybe_uuid(org_id: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(org_id) if org_id else None
+    except ValueError:
+        return None
+
+
+async def _read_access(session: AsyncSession, org_id: uuid.UUID) -> list[str] | None:
+    row = await repository.get_access(session, org_id)
+    return list(row.models) if row and row.models is not None else None
+
+
 class Lookup(msgspec.Struct, frozen=True):
     """What one hot-path ``MGET`` found."""
 
@@ -207,59 +225,91 @@ class CatalogCache:
         return self._keys("inference", "models")
 
     async def lookup(self, name: str, org_id: str | None, breaker_key: str) -> Lookup:
-        """The model, the org's policy and the breaker state in one round trip (DB only on a miss)."""
+        """The model, the org's policy and the breaker state in one round trip (DB only on a miss).
+
+        Redis unreachable: both read from PostgreSQL, no breaker state (every breaker reads closed).
+        """
         keys = [self.model_key(name), breaker_key]
         if org_id:
             keys.append(self.access_key(org_id))
-        values = await self._redis.mget(keys)
+        try:
+            values = await self._redis.mget(keys)
+        except RedisUnavailable as exc:
+            log.debug("catalog cache unavailable (%s): reading %s from the database", type(exc).__name__, name)
+            return await self._lookup_db(name, org_id)
         raw_model, breaker = values[0], values[1]
         raw_access = values[2] if org_id else b"null"
         if raw_model is None:
-            model = await self.load_model(name)
+            model = await self.load_model(name, fill_errors_ok=True)
         else:
             model = None if raw_model == _MISSING else _model_decoder.decode(raw_model)
         if raw_access is None:
-            org_models = await self.load_access(org_id)  # type: ignore[arg-type]
+            org_models = await self.load_access(org_id, fill_errors_ok=True)  # type: ignore[arg-type]
         else:
             org_models = _access_decoder.decode(raw_access)
         return Lookup(model, org_models, breaker)
 
-    async def load_model(self, name: str) -> CatalogModel | None:
+    async def _lookup_db(self, name: str, org_id: str | None) -> Lookup:
+        oid = _maybe_uuid(org_id)
+        async with self._sessions() as session:
+            row = await repository.get_model(session, name)
+            model = to_catalog_model(row) if row else None
+            org_models = await _read_access(session, oid) if oid else None
+        return Lookup(model, org_models, None)
+
+    async def _fill(self, key: str, value: bytes, ttl: int, *, errors_ok: bool) -> None:
+        if not errors_ok:
+            await self._redis.set(key, value, ex=ttl)
+            return
+        with suppress(RedisUnavailable):  # Redis went away after the read: the next request retries the fill
+            await self._redis.set(key, value, ex=ttl)
+
+    async def load_model(self, name: str, *, fill_errors_ok: bool = False) -> CatalogModel | None:
         """Read one model from PostgreSQL and cache it (or its absence)."""
         async with self._sessions() as session:
             row = await repository.get_model(session, name)
             model = to_catalog_model(row) if row else None
         if model is None:
-            await self._redis.set(self.model_key(name), _MISSING, ex=_NEGATIVE_TTL)
+            await self._fill(self.model_key(name), _MISSING, _NEGATIVE_TTL, errors_ok=fill_errors_ok)
         else:
-            await self._redis.set(self.model_key(name), _encode(model), ex=self._ttl)
+            await self._fill(self.model_key(name), _encode(model), self._ttl, errors_ok=fill_errors_ok)
         return model
 
-    async def load_access(self, org_id: str) -> list[str] | None:
+    async def load_access(self, org_id: str, *, fill_errors_ok: bool = False) -> list[str] | None:
         """Read one org's policy from PostgreSQL and cache it."""
-        try:
-            oid = uuid.UUID(org_id)
-        except ValueError:
+        oid = _maybe_uuid(org_id)
+        if oid is None:
             return None
         async with self._sessions() as session:
-            row = await repository.get_access(session, oid)
-            models = list(row.models) if row and row.models is not None else None
-        await self._redis.set(self.access_key(org_id), _encode(models), ex=self._ttl)
+            models = await _read_access(session, oid)
+        await self._fill(self.access_key(org_id), _encode(models), self._ttl, errors_ok=fill_errors_ok)
         return models
 
     async def all_models(self) -> list[CatalogModel]:
-        """Every model (for ``GET /v1/models``): one GET, the database only on a miss."""
-        raw = await self._redis.get(self.index_key())
+        """Every model (for ``GET /v1/models``): one GET, the database only on a miss or a Redis outage."""
+        try:
+            raw = await self._redis.get(self.index_key())
+        except RedisUnavailable:
+            async with self._sessions() as session:
+                return await list_models(session=session)
         if raw is not None:
             return _index_decoder.decode(raw)
         return await self.refresh_index()
 
     async def org_models(self, org_id: str | None) -> list[str] | None:
-        """An org's policy from the cache."""
+        """An org's policy from the cache (from PostgreSQL while Redis is unreachable)."""
         if not org_id:
             return None
-        raw = await self._redis.get(self.access_key(org_id))
-        return _access_decoder.decode(raw) if raw is not None else await self.load_access(org_id)
+        try:
+            raw = await self._redis.get(self.access_key(org_id))
+        except RedisUnavailable:
+            oid = _maybe_uuid(org_id)
+            if oid is None:
+                return None
+            async with self._sessions() as session:
+                return await _read_access(session, oid)
+        return _access_decoder.decode(raw) if raw is not None else await self.load_access(org_id,
+                                                                                          fill_errors_ok=True)
 
     async def refresh_index(self) -> list[CatalogModel]:
         """Rewrite the list of models from PostgreSQL."""

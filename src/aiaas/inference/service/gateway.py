@@ -68,6 +68,7 @@ class CallContext:
     """Everything accounted about one request, filled as it goes."""
 
     __slots__ = (
+        "admitted",
         "chunks",
         "completion_tokens",
         "deployment",
@@ -121,6 +122,7 @@ class CallContext:
         self.ttfb: float | None = None
         self.ended: float | None = None
         self.reservation_id: str | None = None
+        self.admitted = False
 
     def failed(self, exc: BaseException) -> None:
         """Record how the request failed before its response started."""
@@ -183,7 +185,8 @@ class CallContext:
     def settle(self) -> None:
         """Fill the token counts from estimates where the upstream reported none."""
         if not self.usage_given:
-            self.prompt_tokens = self.estimated_prompt
+            # A request refused before admission passed (429, 503, 4xx) consumed nothing: charge no estimate.
+            self.prompt_tokens = self.estimated_prompt if self.admitted else 0
             if self.stream:
                 self.completion_tokens = self.chunks
 
@@ -257,6 +260,7 @@ class Gateway:
                                               estimated_prompt_tokens=parsed.estimated_prompt_tokens,
                                               max_tokens=max_tokens)
         ctx.reservation_id = decision.reservation_id
+        ctx.admitted = True
         return Prepared(parsed, model, decode_state(found.breaker_raw), decision.headers)
 
     # --- routing with retries ---

@@ -7,10 +7,15 @@ as the catalog entry (no extra round trip on the hot path) and written only when
 failure (one atomic Lua script) or the first success after failures. A deployment whose breaker has
 cooled down is half-open: one request at a time (a ``SET NX PX`` probe lock) may try it; its success
 closes the breaker, its failure re-opens it for another cool-down.
+
+While Redis is unreachable there is no shared state: the lookup reads every breaker as closed and the
+writes (failure counts, probe locks) are skipped, so routing falls back to plain priority and weight
+order with retries.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -20,6 +25,9 @@ from redis.asyncio import Redis
 
 from aiaas.inference.schemas import Deployment
 from aiaas.inference.service import metrics
+from aiaas.kernel.redis import RedisUnavailable
+
+log = logging.getLogger("aiaas.inference.routing")
 
 BreakerState = dict[str, tuple[int, float]]
 
@@ -110,13 +118,20 @@ class Breakers:
     async def acquire_probe(self, model: str, dep: Deployment) -> bool:
         """Whether this request may probe a half-open deployment (one probe at a time)."""
         ms = int(max(dep.first_byte_timeout, 1.0) * 1000)
-        ok = await self._redis.set(self._key_of("inference", "probe", dep.id), b"1", nx=True, px=ms)  # type: ignore[operator]
+        try:
+            ok = await self._redis.set(self._key_of("inference", "probe", dep.id), b"1", nx=True, px=ms)  # type: ignore[operator]
+        except RedisUnavailable:
+            return True  # no shared state to coordinate on: let this request probe
         return bool(ok)
 
     async def failure(self, model: str, dep: Deployment) -> None:
         """Count a failure; opens the breaker at the threshold (or re-opens a half-open one)."""
-        opened = await self._script(keys=[self.key(model)],
-                                    args=[dep.id, "fail", self._failures, time.time(), self._cooldown, self._ttl])
+        try:
+            opened = await self._script(keys=[self.key(model)],
+                                        args=[dep.id, "fail", self._failures, time.time(), self._cooldown, self._ttl])
+        except RedisUnavailable:
+            log.warning("breaker of %s/%s not updated: Redis unavailable", model, dep.name)
+            return
         if opened:
             metrics.DEPLOYMENT_HEALTHY.labels(model, dep.name).set(0)
             metrics.BREAKER_TRANSITIONS.labels(model, dep.name, "open").inc()
@@ -126,8 +141,11 @@ class Breakers:
         entry = state.get(dep.id)
         if entry is None:
             return
-        await self._script(keys=[self.key(model)], args=[dep.id, "ok", self._failures, time.time(),
-                                                         self._cooldown, self._ttl])
+        try:
+            await self._script(keys=[self.key(model)], args=[dep.id, "ok", self._failures, time.time(),
+                                                             self._cooldown, self._ttl])
+        except RedisUnavailable:
+            return
         if entry[1] > 0:
             metrics.DEPLOYMENT_HEALTHY.labels(model, dep.name).set(1)
             metrics.BREAKER_TRANSITIONS.labels(model, dep.name, "closed").inc()
