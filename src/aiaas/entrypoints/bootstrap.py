@@ -6,6 +6,7 @@ of reaching every dependency.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -42,6 +43,20 @@ ROLE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "streamer": ("postgres", "redis", "rabbitmq"),
     "worker": ("postgres", "redis", "rabbitmq"),
 }
+
+
+async def bounded(what: str, aw: Awaitable[Any], timeout: float) -> None:
+    """Await ``aw`` for at most ``timeout`` seconds at shutdown; log instead of raising or hanging.
+
+    ``asyncio.wait`` rather than ``wait_for``: it does not wait for a task that ignores cancellation.
+    """
+    task = asyncio.ensure_future(aw)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        log.error("shutdown: %s did not finish within %.0fs; abandoned", what, timeout)
+    elif task.exception() is not None:
+        log.warning("shutdown: %s failed: %r", what, task.exception())
 
 
 class Container:
@@ -170,19 +185,24 @@ class Container:
         await self.publisher.start(PUBLISHES.get(self.role, ()))
 
     async def stop(self) -> None:
-        """Flush buffered events and usage stamps, then close every connection."""
-        await self.publisher.close(timeout=self.settings.graceful_shutdown_seconds)
-        await self.last_used.flush()
+        """Flush buffered events and usage stamps, then close every connection.
+
+        Each step is bounded: a dependency that hangs on close (a broker mid-reconnect, say) must not keep
+        the process from exiting; what could not finish is logged.
+        """
+        grace = self.settings.graceful_shutdown_seconds
+        await bounded("publisher", self.publisher.close(timeout=grace), grace + 5)
+        await bounded("last-used stamps", self.last_used.flush(), 5)
         if self.http_session is not None:
-            await self.http_session.close()
+            await bounded("upstream HTTP pool", self.http_session.close(), 5)
             self.http_session = None
         if self.local_runner is not None:
             self.local_runner.shutdown()
             self.local_runner = None
         self.gateway = None
-        await self.broker.close()
-        await self.redis.aclose()
-        await self.db.dispose()
+        await bounded("broker connection", self.broker.close(), 5)
+        await bounded("redis client", self.redis.aclose(), 5)
+        await bounded("database pools", self.db.dispose(), 10)
 
     def __repr__(self) -> str:
         return f"Container(role={self.role!r})"

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from litestar import Litestar
 from prometheus_client import Gauge
 
-from aiaas.entrypoints.bootstrap import Container
+from aiaas.entrypoints.bootstrap import Container, bounded
 from aiaas.kernel.web import make_app
 
 log = logging.getLogger("aiaas.worker")
@@ -72,10 +72,8 @@ class ConsumerRuntime:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         for stop in reversed(self._stops):
-            try:
-                await stop()
-            except Exception:  # a channel already closed by an outage is fine to skip at shutdown
-                log.warning("consumer stop failed", exc_info=True)
+            # In-flight messages get up to 30 s inside stop(); anything unacked is redelivered anyway.
+            await bounded("consumer", stop(), 40)
         self._stops.clear()
 
 
@@ -109,10 +107,7 @@ class PeriodicJobs:
                 await task
         self._tasks.clear()
         for _, job in self.jobs:
-            try:
-                await job()
-            except Exception:  # shutting down: report and go on
-                log.warning("final run of %s failed", job.__name__, exc_info=True)
+            await bounded(f"final run of {job.__name__}", job(), 10)
 
 
 def create_app(container: Container) -> Litestar:
