@@ -59,9 +59,57 @@ def build_document(settings: Settings) -> dict[str, Any]:
         comps = doc.get("components", {})
         merged["components"]["schemas"].update(comps.get("schemas", {}))
         merged["components"]["securitySchemes"].update(comps.get("securitySchemes", {}))
+    _describe_inference_bodies(merged)
     merged["paths"] = dict(sorted(merged["paths"].items()))
     merged["components"]["schemas"] = dict(sorted(merged["components"]["schemas"].items()))
     return merged
+
+
+_INFERENCE_ERRORS = {
+    "400": "Invalid request (`invalid_request_error`, `param` names the field)",
+    "401": "Missing, invalid, expired or revoked API key (`authentication_error`)",
+    "403": "The key's role, scope or model allow-list does not permit it (`permission_error`)",
+    "404": "Unknown model (`not_found_error`)",
+    "429": "Rate limit (`rate_limit_exceeded`) or quota (`insufficient_quota`); see `Retry-After`",
+    "503": "Overloaded local model or unavailable limiter (`server_error`); see `Retry-After`",
+}
+
+
+def _describe_inference_bodies(doc: dict[str, Any]) -> None:
+    """Describe the inference request bodies and errors, which the handlers read as bytes.
+
+    The handlers decode bodies themselves (once, with msgspec) so unknown fields pass through to the
+    upstream; the framework therefore cannot see their types, and the contract takes them from the same
+    Structs the decoder uses.
+    """
+    import msgspec
+
+    from aiaas.inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+    from aiaas.kernel.errors import Problem
+
+    bodies = {"/v1/chat/completions": ChatCompletionRequest, "/v1/completions": CompletionRequest,
+              "/v1/embeddings": EmbeddingRequest}
+    schemas, components = msgspec.json.schema_components(
+        [*bodies.values(), Problem], ref_template="#/components/schemas/{name}")
+    doc["components"]["schemas"].update(components)
+    problem_ref = schemas[-1]
+    for (path, _struct), schema in zip(bodies.items(), schemas, strict=False):
+        op = doc["paths"].get(path, {}).get("post")
+        if op is None:
+            continue
+        op["requestBody"] = {
+            "required": True,
+            "description": "OpenAI's request body; fields the gateway does not interpret are passed through.",
+            "content": {"application/json": {"schema": schema}},
+        }
+        ok = op.setdefault("responses", {}).setdefault("200", {"description": "OK"})
+        ok["description"] = "OpenAI's response object, unchanged from the upstream"
+        if path != "/v1/embeddings":
+            ok.setdefault("content", {})["text/event-stream"] = {"schema": {
+                "type": "string", "description": "With `stream: true`: `data: {chunk}` events, then `data: [DONE]`"}}
+        for status, text in _INFERENCE_ERRORS.items():
+            op["responses"].setdefault(status, {"description": text, "content": {
+                "application/problem+json": {"schema": dict(problem_ref)}}})
 
 
 def render(settings: Settings) -> str:

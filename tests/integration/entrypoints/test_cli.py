@@ -27,6 +27,18 @@ class TestOpenApiContract:
     def test_committed_contract_matches_the_app(self) -> None:
         assert main(["openapi", "--check", "--output", str(ROOT / "contracts" / "openapi.yaml")]) == 0
 
+    def test_contract_is_valid_openapi_and_describes_inference_bodies(self) -> None:
+        import yaml
+        from openapi_spec_validator import validate
+
+        doc = yaml.safe_load((ROOT / "contracts" / "openapi.yaml").read_text())
+        validate(doc)
+        chat = doc["paths"]["/v1/chat/completions"]["post"]
+        body = chat["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/ChatCompletionRequest"}
+        assert {"model", "messages"} <= set(doc["components"]["schemas"]["ChatCompletionRequest"]["required"])
+        assert "application/problem+json" in chat["responses"]["429"]["content"]
+
     def test_check_fails_on_a_stale_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         stale = tmp_path / "openapi.yaml"
         stale.write_text("openapi: 3.1.0\npaths: {}\n")
