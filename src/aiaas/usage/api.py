@@ -2,9 +2,9 @@
 
 The streamer calls, before the upstream call::
 
-    policy = await policies.get(principal.org_id)          # PolicyStore, built once per process
     admission = await usage_api.admit(redis, keys, principal=principal, model=model,
-                                      estimated_prompt_tokens=n, max_tokens=body.max_tokens, policy=policy)
+                                      estimated_prompt_tokens=n, max_tokens=body.max_tokens,
+                                      policies=policies)   # PolicyStore, built once per process
     # put admission.headers on the response; put admission.reservation_id into CompletionRecorded
 
 and publishes one ``CompletionRecorded`` per request afterwards; the worker settles it. Functions here
@@ -34,9 +34,14 @@ async def admit(
     model: str,
     estimated_prompt_tokens: int,
     max_tokens: int | None,
-    policy: UsagePolicy,
+    policy: UsagePolicy | None = None,
+    policies: PolicyStore | None = None,
 ) -> Admission:
     """Admit one inference request or refuse it, in one atomic Redis script.
+
+    Pass exactly one of ``policies`` (the hot path: the script reads the org's cached policy itself, so a
+    warm admission is ONE Redis call; on a cache miss the store loads it from the database and fills the
+    cache, and the script runs once more with it) or ``policy`` (an explicit policy, e.g. in tests).
 
     Checks RPM and TPM of the API key (its ``rpm_limit``/``tpm_limit``) and of the org (``policy``), and
     reserves the request's maximum cost (``estimated_prompt_tokens + max_tokens``, or the policy's
@@ -51,7 +56,7 @@ async def admit(
     """
     return await service.admit(redis, keys, principal=principal, model=model,
                                estimated_prompt_tokens=estimated_prompt_tokens, max_tokens=max_tokens,
-                               policy=policy)
+                               policy=policy, policies=policies)
 
 
 def ready_state(checks: Mapping[str, str] | None = None) -> Mapping[str, str]:

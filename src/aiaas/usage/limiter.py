@@ -1,6 +1,7 @@
 """Rate limits and quota reservations as atomic Redis Lua scripts.
 
-One script call per request (``ADMIT``) checks and charges, all or nothing, every limit that applies:
+One script call per request (``ADMIT``) reads the org's cached usage policy and checks and charges, all or
+nothing, every limit that applies:
 
 * **RPM / TPM**, per scope (the API key, the org): an exact sliding 60-second window. Each admitted
   request is one member (its reservation id) of the scope's sorted set, scored by its admission time
@@ -35,17 +36,61 @@ WINDOW_MS = 60_000
 _PURGE_CHUNK = 500
 
 # Negations are written `0 - x`: Lua turns `-0` into the string "-0", which HINCRBY rejects.
+#
+# KEYS: the org's cached policy (JSON, as ``PolicyStore`` writes it), the org's window (W, T) and quota
+# (Q, R) keys, then, for a request made with an API key, the key's window and quota keys.
+# ARGV: reservation id, window ms, reservation ttl ms, prompt tokens, max_tokens (-1 = none: the policy's
+# default_max_tokens), quota keys' expiry (ms epoch), has key (0/1), key rpm, key tpm, key budget (-1 =
+# no limit), then the policy JSON, or '' to read it from KEYS[1].
+# Returns {admitted, reason, retry_ms, lreq, rreq, treq, ltok, rtok, ttok, cost, completion, too_large_tpm}
+# with reason '' (admitted), 'rpm', 'tpm', 'quota', 'too_large:<scope>' (cost exceeds a whole TPM limit;
+# nothing charged) or 'no_policy' (KEYS[1] absent or unreadable: nothing read or charged; call again with
+# the policy in ARGV).
 ADMIT = """
+local praw = ARGV[11]
+if praw == '' then
+  praw = redis.call('GET', KEYS[1])
+  if not praw then return {0, 'no_policy', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1} end
+end
+local okp, policy = pcall(cjson.decode, praw)
+if not okp or type(policy) ~= 'table' then return {0, 'no_policy', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1} end
+local function lim(v)
+  if v == nil or v == cjson.null then return -1 end
+  return tonumber(v)
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rid = ARGV[1]
 local window = tonumber(ARGV[2])
 local resv_ttl = tonumber(ARGV[3])
-local tpm_cost = tonumber(ARGV[4])
-local quota_cost = tonumber(ARGV[5])
+local prompt = tonumber(ARGV[4])
+local completion = tonumber(ARGV[5])
+if completion < 0 then completion = lim(policy['default_max_tokens']) end
+if completion < 0 then completion = 4096 end
+local cost = prompt + completion
 local quota_expire_at = tonumber(ARGV[6])
-local nrate = tonumber(ARGV[7])
-local nquota = tonumber(ARGV[8 + 2 * nrate])
+local has_key = ARGV[7] == '1'
+
+-- Scopes in order: rate (key, then org), quota (org, then key); a scope without any limit is skipped.
+local rate, quota = {}, {}
+if has_key and (tonumber(ARGV[8]) >= 0 or tonumber(ARGV[9]) >= 0) then
+  rate[#rate + 1] = {'key', KEYS[6], KEYS[7], tonumber(ARGV[8]), tonumber(ARGV[9])}
+end
+local org_rpm, org_tpm = lim(policy['rpm_limit']), lim(policy['tpm_limit'])
+if org_rpm >= 0 or org_tpm >= 0 then
+  rate[#rate + 1] = {'org', KEYS[2], KEYS[3], org_rpm, org_tpm}
+end
+quota[1] = {KEYS[4], KEYS[5], lim(policy['monthly_token_budget'])}
+if has_key then quota[2] = {KEYS[8], KEYS[9], tonumber(ARGV[10])} end
+
+-- A request larger than a whole limit can never pass: refuse it without charging anything.
+for i = 1, #rate do
+  local tpm = rate[i][5]
+  if tpm >= 0 and tpm < cost then
+    return {0, 'too_large:' .. rate[i][1], 0, -1, -1, 0, -1, -1, 0, cost, completion, tpm}
+  end
+end
 
 local function purge_window(W, T)
   while true do
@@ -101,9 +146,8 @@ local retry = 0
 local lreq, rreq, treq, ltok, rtok, ttok = -1, -1, 0, -1, -1, 0
 local counts, sums = {}, {}
 
-for i = 0, nrate - 1 do
-  local W, T = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local rpm, tpm = tonumber(ARGV[8 + 2 * i]), tonumber(ARGV[9 + 2 * i])
+for i = 1, #rate do
+  local W, T, rpm, tpm = rate[i][2], rate[i][3], rate[i][4], rate[i][5]
   purge_window(W, T)
   local count = redis.call('ZCARD', W)
   local sum = tonumber(redis.call('HGET', T, '_sum')) or 0
@@ -112,21 +156,19 @@ for i = 0, nrate - 1 do
     refused = 'rpm'
     retry = wait_for(W, T, count + 1 - rpm, false)
   end
-  if tpm >= 0 and sum + tpm_cost > tpm and not refused then
+  if tpm >= 0 and sum + cost > tpm and not refused then
     refused = 'tpm'
-    retry = wait_for(W, T, sum + tpm_cost - tpm, true)
+    retry = wait_for(W, T, sum + cost - tpm, true)
   end
 end
 
-local qbase = 9 + 2 * nrate
-for i = 0, nquota - 1 do
-  local Q, R = KEYS[1 + 2 * nrate + 2 * i], KEYS[2 + 2 * nrate + 2 * i]
-  local budget = tonumber(ARGV[qbase + i])
+for i = 1, #quota do
+  local Q, R, budget = quota[i][1], quota[i][2], quota[i][3]
   purge_reservations(Q, R)
   if budget >= 0 and not refused then
     local used = tonumber(redis.call('HGET', Q, 'used')) or 0
     local reserved = tonumber(redis.call('HGET', Q, 'reserved')) or 0
-    if used + reserved + quota_cost > budget then
+    if used + reserved + cost > budget then
       refused = 'quota'
       retry = -1
     end
@@ -134,17 +176,16 @@ for i = 0, nquota - 1 do
 end
 
 local admitted = (refused == nil)
-for i = 0, nrate - 1 do
-  local W, T = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local rpm, tpm = tonumber(ARGV[8 + 2 * i]), tonumber(ARGV[9 + 2 * i])
+for i = 1, #rate do
+  local W, T, rpm, tpm = rate[i][2], rate[i][3], rate[i][4], rate[i][5]
   local count, sum = counts[i], sums[i]
   if admitted then
     redis.call('ZADD', W, now, rid)
-    redis.call('HSET', T, rid, tpm_cost)
-    redis.call('HINCRBY', T, '_sum', tpm_cost)
+    redis.call('HSET', T, rid, cost)
+    redis.call('HINCRBY', T, '_sum', cost)
     redis.call('PEXPIRE', W, window + 1000)
     redis.call('PEXPIRE', T, window + 1000)
-    count, sum = count + 1, sum + tpm_cost
+    count, sum = count + 1, sum + cost
   end
   local newest = redis.call('ZRANGE', W, -1, -1, 'WITHSCORES')
   local reset = 0
@@ -160,17 +201,17 @@ for i = 0, nrate - 1 do
 end
 
 if admitted then
-  for i = 0, nquota - 1 do
-    local Q, R = KEYS[1 + 2 * nrate + 2 * i], KEYS[2 + 2 * nrate + 2 * i]
-    redis.call('HINCRBY', Q, 'reserved', quota_cost)
-    redis.call('HSET', Q, 'r:' .. rid, quota_cost)
+  for i = 1, #quota do
+    local Q, R = quota[i][1], quota[i][2]
+    redis.call('HINCRBY', Q, 'reserved', cost)
+    redis.call('HSET', Q, 'r:' .. rid, cost)
     redis.call('ZADD', R, now + resv_ttl, rid)
     redis.call('PEXPIREAT', Q, quota_expire_at)
     redis.call('PEXPIREAT', R, quota_expire_at)
   end
 end
 
-return {admitted and 1 or 0, refused or '', retry, lreq, rreq, treq, ltok, rtok, ttok}
+return {admitted and 1 or 0, refused or '', retry, lreq, rreq, treq, ltok, rtok, ttok, cost, completion, -1}
 """
 
 SETTLE = """

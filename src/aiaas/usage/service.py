@@ -76,6 +76,10 @@ def _quota_keys(keys: Keys, scope: str, ident: str, month: str) -> tuple[str, st
     return keys("usage", "quota", scope, ident, month), keys("usage", "quota", scope, ident, month, "resv")
 
 
+def _policy_key(keys: Keys, org_id: str) -> str:
+    return keys("usage", "policy", org_id)
+
+
 def quota_key(keys: Keys, scope: str, ident: str, at: dt.datetime) -> str:
     """The Redis hash holding ``used``/``reserved`` of a scope for the month of ``at``."""
     return _quota_keys(keys, scope, ident, limiter.month_key(at))[0]
@@ -104,51 +108,47 @@ async def admit(
     model: str,
     estimated_prompt_tokens: int,
     max_tokens: int | None,
-    policy: UsagePolicy,
+    policy: UsagePolicy | None = None,
+    policies: PolicyStore | None = None,
 ) -> Admission:
-    """Check and charge every limit of the request in one atomic script; see ``usage.api.admit``."""
-    org_id = principal.org_id or policy.org_id
+    """Check and charge every limit of the request in one atomic script; see ``usage.api.admit``.
+
+    With ``policies`` (the hot path) the script reads the org's cached policy itself: one Redis call when
+    the cache is warm. On a miss the policy is loaded from the database (which fills the cache) and the
+    script runs once more with it; while Redis is down it is read from the database to decide fail-open.
+    """
+    if (policy is None) == (policies is None):
+        raise TypeError("admit() takes exactly one of policy= and policies=")
+    org_id = principal.org_id or (policy.org_id if policy is not None else "")
     prompt = max(0, int(estimated_prompt_tokens))
-    completion = policy.default_max_tokens if max_tokens is None else max(0, int(max_tokens))
-    cost = prompt + completion
-
-    rate: list[tuple[str, str, int, int]] = []  # (scope, id, rpm, tpm), -1 = no limit
-    if principal.key_id and (principal.rpm_limit is not None or principal.tpm_limit is not None):
-        rate.append(("key", principal.key_id, _lim(principal.rpm_limit), _lim(principal.tpm_limit)))
-    if policy.rpm_limit is not None or policy.tpm_limit is not None:
-        rate.append(("org", org_id, _lim(policy.rpm_limit), _lim(policy.tpm_limit)))
-    quota: list[tuple[str, str, int]] = [("org", org_id, _lim(policy.monthly_token_budget))]
-    if principal.key_id:
-        quota.append(("key", principal.key_id, _lim(principal.token_budget)))
-
-    # A request larger than a whole limit can never pass: say so instead of a Retry-After that lies.
-    for scope, _, _, tpm in rate:
-        if 0 <= tpm < cost:
-            ADMISSIONS.labels("too_large").inc()
-            raise TooManyRequests(
-                f"Request too large: it may use {cost} tokens (prompt {prompt} + max_tokens {completion}) but "
-                f"the {scope}'s limit is {tpm} tokens per minute. Lower max_tokens or shorten the prompt.",
-                code="rate_limit_exceeded", param="max_tokens")
+    completion_arg = -1 if max_tokens is None else max(0, int(max_tokens))
 
     rid = limiter.new_reservation_id()
     now = limiter.month_of_reservation(rid)
     month = limiter.month_key(now)
-    script_keys: list[str] = []
-    argv: list[Any] = [rid, limiter.WINDOW_MS, RESERVATION_TTL_MS, cost, cost, limiter.quota_expire_at_ms(now),
-                       len(rate)]
-    for scope, ident, rpm, tpm in rate:
-        script_keys.extend(_window_keys(keys, scope, ident))
-        argv.extend([rpm, tpm])
-    argv.append(len(quota))
-    for scope, ident, budget in quota:
-        script_keys.extend(_quota_keys(keys, scope, ident, month))
-        argv.append(budget)
+    key_id = principal.key_id
+    script_keys = [_policy_key(keys, org_id), *_window_keys(keys, "org", org_id),
+                   *_quota_keys(keys, "org", org_id, month)]
+    argv: list[Any] = [rid, limiter.WINDOW_MS, RESERVATION_TTL_MS, prompt, completion_arg,
+                       limiter.quota_expire_at_ms(now)]
+    if key_id:
+        script_keys.extend([*_window_keys(keys, "key", key_id), *_quota_keys(keys, "key", key_id, month)])
+        argv.extend([1, _lim(principal.rpm_limit), _lim(principal.tpm_limit), _lim(principal.token_budget)])
+    else:
+        argv.extend([0, -1, -1, -1])
 
     try:
-        res = await redis.eval(limiter.ADMIT, len(script_keys), *script_keys, *argv)
+        res = await redis.eval(limiter.ADMIT, len(script_keys), *script_keys, *argv,
+                               _policy_encoder.encode(policy) if policy is not None else "")
+        if _s(res[1]) == "no_policy" and policies is not None:
+            policy = await policies.load(org_id)
+            res = await redis.eval(limiter.ADMIT, len(script_keys), *script_keys, *argv,
+                                   _policy_encoder.encode(policy))
     except RedisUnavailable as exc:
         HEALTH.failed()
-        if policy.fail_open:
+        if policy is None and policies is not None:
+            policy = await policies.get(org_id)  # Redis down: PolicyStore reads the database
+        if policy is not None and policy.fail_open:
             ADMISSIONS.labels("fail_open").inc()
             log.warning("Redis unavailable (%s); org %s fails open: serving uncounted", type(exc).__name__, org_id)
             return Admission(reservation_id=None, headers={}, enforced=False)
@@ -159,6 +159,14 @@ async def admit(
         ) from exc
     HEALTH.ok()
     admitted, reason, retry_ms = int(res[0]), _s(res[1]), int(res[2])
+    cost, completion = int(res[9]), int(res[10])
+    if reason.startswith("too_large:"):
+        # A request larger than a whole limit can never pass: say so instead of a Retry-After that lies.
+        ADMISSIONS.labels("too_large").inc()
+        raise TooManyRequests(
+            f"Request too large: it may use {cost} tokens (prompt {prompt} + max_tokens {completion}) but "
+            f"the {reason.partition(':')[2]}'s limit is {int(res[11])} tokens per minute. Lower max_tokens or "
+            "shorten the prompt.", code="rate_limit_exceeded", param="max_tokens")
     headers = _headers(res[3:9])
     if admitted:
         ADMISSIONS.labels("admitted").inc()
@@ -172,6 +180,8 @@ async def admit(
             code="insufficient_quota",
             headers={**headers, "Retry-After": str(limiter.retry_after_seconds(wait * 1000))},
         )
+    if reason not in ("rpm", "tpm"):  # pragma: no cover - the script returns no other reason
+        raise RuntimeError(f"admission script refused for an unknown reason {reason!r}")
     ADMISSIONS.labels("rate_limited").inc()
     what = "requests" if reason == "rpm" else "tokens"
     raise TooManyRequests(
@@ -369,7 +379,7 @@ class PolicyStore:
         HEALTH.default_mode = default_mode
 
     def _key(self, org_id: str) -> str:
-        return self._keys("usage", "policy", org_id)
+        return _policy_key(self._keys, org_id)
 
     async def get(self, org_id: str) -> UsagePolicy:
         """The policy of ``org_id`` (the defaults when it has none)."""
@@ -379,9 +389,11 @@ class PolicyStore:
             raw = None
         if raw is not None:
             return _policy_decoder.decode(raw)
-        return await self._load(org_id)
+        return await self.load(org_id)
 
-    async def _load(self, org_id: str) -> UsagePolicy:
+    async def load(self, org_id: str) -> UsagePolicy:
+        """The policy of ``org_id`` from the database (the defaults when it has none or the database is
+        unreachable), written to the Redis cache when Redis is up. For ``admit`` on a cache miss."""
         try:
             oid = uuid.UUID(org_id)
         except ValueError:

@@ -1,7 +1,8 @@
 """Property tests of the limiter and the reservation arithmetic, against the real Redis scripts.
 
 A plain Python model says what must happen for any sequence of admissions and settlements inside one
-window; the Lua scripts must agree with it on every decision and every counter.
+window; the Lua scripts must agree with it on every decision and every counter, whether the admission
+script reads the org's policy from its Redis cache (the hot path) or is handed it as an argument.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from hypothesis import given
@@ -31,20 +33,30 @@ ops = st.lists(
 )
 
 
+def _no_database() -> AbstractAsyncContextManager[Any]:
+    raise AssertionError("a warm policy cache must not read the database")
+
+
 class TestLimiterMatchesModel:
-    @given(rpm=st.integers(1, 12), tpm=st.integers(300, 3000), budget=st.integers(0, 5000), steps=ops)
+    @given(rpm=st.integers(1, 12), tpm=st.integers(300, 3000), budget=st.integers(0, 5000), steps=ops,
+           cached=st.booleans())
     def test_decisions_and_counters(self, settings: Settings, rpm: int, tpm: int, budget: int,
-                                    steps: list[tuple[str, int, int]]) -> None:
-        asyncio.run(self._run(settings, rpm, tpm, budget, steps))
+                                    steps: list[tuple[str, int, int]], cached: bool) -> None:
+        asyncio.run(self._run(settings, rpm, tpm, budget, steps, cached))
 
     async def _run(self, settings: Settings, rpm: int, tpm: int, budget: int,
-                   steps: list[tuple[str, int, int]]) -> None:
+                   steps: list[tuple[str, int, int]], cached: bool) -> None:
         redis = make_redis(settings)
         keys = Keys(settings.redis_prefix)
         org = str(uuid.uuid4())
         p = Principal(kind="api_key", user_id=None, org_id=org, key_id=str(uuid.uuid4()), rpm_limit=rpm,
                       tpm_limit=tpm)
         policy = UsagePolicy(org_id=org, monthly_token_budget=budget)
+        store = service.PolicyStore(redis, keys, _no_database)
+        how: dict[str, Any] = {"policy": policy}
+        if cached:  # the script reads the policy from the org's cache key
+            await store.store(policy)
+            how = {"policies": store}
         # The model: requests and tokens in the window, quota used and live reservations.
         count = tokens = used = 0
         live: list[tuple[str, int]] = []  # (reservation id, reserved = tpm charge)
@@ -56,7 +68,7 @@ class TestLimiterMatchesModel:
                         used + sum(r for _, r in live) + cost <= budget
                     try:
                         adm: Any = await service.admit(redis, keys, principal=p, model="m",
-                                                       estimated_prompt_tokens=a, max_tokens=b, policy=policy)
+                                                       estimated_prompt_tokens=a, max_tokens=b, **how)
                     except TooManyRequests as exc:
                         adm = exc
                     assert isinstance(adm, Admission) == expect, (op, a, b, count, tokens, used, live)

@@ -13,12 +13,13 @@ import msgspec
 import pytest
 
 from aiaas.kernel.config import Settings
+from aiaas.kernel.db import Database
 from aiaas.kernel.errors import ServiceUnavailable
 from aiaas.kernel.redis import Keys, make_redis
 from aiaas.kernel.security import Principal
 from aiaas.usage import api as usage_api
 from aiaas.usage import service
-from aiaas.usage.schemas import UsagePolicy
+from aiaas.usage.schemas import UsagePolicy, UsagePolicyUpdate
 from support import free_port
 from usage_support import completion
 
@@ -104,5 +105,33 @@ class TestRedisDownPolicy:
             await usage_api.admit(redis, keys, principal=p_open, model="m", estimated_prompt_tokens=1,
                                   max_tokens=1, policy=open_policy)
             assert usage_api.ready_state() == {"limits": "enforced"}
+        finally:
+            await redis.aclose()
+
+
+class TestRedisDownPolicyFromDatabase:
+    async def test_policy_store_reads_postgresql_to_decide(self, settings: Settings, own_redis: OwnRedis,
+                                                           db: Database) -> None:
+        """The hot path (the script reads the cached policy) cannot read the cache while Redis is down:
+        the PolicyStore falls back to PostgreSQL so each org's own failure mode still applies."""
+        s = msgspec.structs.replace(settings, redis_url=f"redis://127.0.0.1:{own_redis.port}/0")
+        redis: Any = make_redis(s)
+        keys = Keys(s.redis_prefix)
+        org_open, org_closed = str(uuid.uuid4()), str(uuid.uuid4())
+        async with db.unit_of_work("usage") as session:
+            await service.put_policy(session, org_open, UsagePolicyUpdate(redis_failure_mode="open"))
+            await service.put_policy(session, org_closed, UsagePolicyUpdate(redis_failure_mode="closed"))
+        store = service.PolicyStore(redis, keys, lambda: db.unit_of_work("usage"), default_mode="closed")
+        p_open = Principal(kind="api_key", user_id=None, org_id=org_open, key_id=str(uuid.uuid4()))
+        p_closed = Principal(kind="api_key", user_id=None, org_id=org_closed, key_id=str(uuid.uuid4()))
+        try:
+            own_redis.stop()
+            served = await usage_api.admit(redis, keys, principal=p_open, model="m", estimated_prompt_tokens=1,
+                                           max_tokens=1, policies=store)
+            assert served.enforced is False and served.reservation_id is None
+            with pytest.raises(ServiceUnavailable) as exc:
+                await usage_api.admit(redis, keys, principal=p_closed, model="m", estimated_prompt_tokens=1,
+                                      max_tokens=1, policies=store)
+            assert exc.value.code == "rate_limiter_unavailable"
         finally:
             await redis.aclose()

@@ -1,9 +1,10 @@
 """Admission: the one place where rate limits and quotas are checked before an upstream is called.
 
 ``Admitter.admit`` runs once per inference request, after the model is resolved and authorized and
-before any deployment is tried. It reads the org's usage policy (``usage.api.PolicyStore``: one Redis
-``GET`` when warm, no database) and runs ``usage.api.admit`` (one atomic Lua script: RPM and TPM of the
-key and the org, and the quota reservation). A refusal raises ``kernel.errors.TooManyRequests`` (429
+before any deployment is tried. It runs ``usage.api.admit`` with the org's ``usage.api.PolicyStore``: one
+atomic Lua script reads the org's cached usage policy and checks RPM and TPM of the key and the org and
+the quota reservation, so a warm admission is ONE Redis call and no database (a policy cache miss loads
+it from the database and runs the script once more). A refusal raises ``kernel.errors.TooManyRequests`` (429
 with ``Retry-After``, code ``rate_limit_exceeded`` or ``insufficient_quota``); Redis down raises
 ``ServiceUnavailable`` (503) unless the org's policy fails open. Otherwise the ``x-ratelimit-*``
 headers go on the response and the reservation id into ``CompletionRecorded``, so the worker settles it.
@@ -35,7 +36,6 @@ class Admitter:
         ``estimated_prompt_tokens`` comes from ``tokens.estimate_tokens``; ``max_tokens`` is the client's
         cap on completion tokens (None when it set none: the policy's ``default_max_tokens`` is reserved).
         """
-        policy = await self._policies.get(principal.org_id or "")
         return await usage_api.admit(self._redis, self._keys, principal=principal, model=model,
                                      estimated_prompt_tokens=estimated_prompt_tokens, max_tokens=max_tokens,
-                                     policy=policy)
+                                     policies=self._policies)

@@ -1,8 +1,8 @@
 """The inference request flow: resolve and authorize the model, admit, route with retries, relay.
 
 Hot path, in order: decode the body once (``requests.parse``); one Redis ``MGET`` for the model's
-catalog entry, the org's access policy and the breaker state; admission (``Admitter.admit``: the org's
-usage policy from Redis, then one Lua call for rate limits and the quota reservation); then
+catalog entry, the org's access policy and the breaker state; admission (``Admitter.admit``:
+one Lua call that reads the org's cached usage policy and checks rate limits and the quota reservation); then
 deployments in routing order until one answers. A failure before the first byte (connect error,
 timeout, 5xx, 429) moves on to the next deployment, bounded by ``AIAAS_INFERENCE_MAX_ATTEMPTS`` and
 ``AIAAS_INFERENCE_RETRY_BUDGET_SECONDS``. Streams start only once the first upstream event is in hand,
