@@ -25,6 +25,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hyp_settings
 
 from aiaas.kernel.config import Settings, load_settings
+from support import OwnRedis
 
 hyp_settings.register_profile("ci", max_examples=60, deadline=None,
                               suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -185,6 +186,15 @@ def session_env(settings: Settings) -> dict[str, str]:
         if value is not None:
             env[f"AIAAS_{field.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
+
+
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    """A private redis-server on a free port that a test may stop and start (never the shared one)."""
+    r = OwnRedis()
+    r.start()
+    yield r
+    r.stop()
 
 
 @pytest.fixture

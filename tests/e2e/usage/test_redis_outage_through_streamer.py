@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -40,14 +39,6 @@ pytestmark = [pytest.mark.e2e,
 
 MSG = [{"role": "user", "content": "Say hello while Redis is down."}]
 HEADERS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
-
-
-@pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    r = OwnRedis()
-    r.start()
-    yield r
-    r.stop()
 
 
 def sdk(base_url: str, key: str) -> openai.AsyncOpenAI:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -22,14 +21,6 @@ from aiaas.kernel.http import RequestContext
 from support import OwnRedis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
-
-
-@pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    r = OwnRedis()
-    r.start()
-    yield r
-    r.stop()
 
 
 async def _ready(client: AsyncTestClient[Any]) -> Any:

@@ -4,9 +4,7 @@ usage is counted when the worker settles the event later. The test runs its own 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -20,35 +18,10 @@ from aiaas.kernel.security import Principal
 from aiaas.usage import api as usage_api
 from aiaas.usage import service
 from aiaas.usage.schemas import UsagePolicy, UsagePolicyUpdate
-from support import free_port
+from support import OwnRedis
 from usage_support import completion
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
-
-
-class OwnRedis:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
-@pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    r = OwnRedis()
-    r.start()
-    yield r
-    r.stop()
 
 
 class TestRedisDownPolicy:
