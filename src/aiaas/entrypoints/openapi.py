@@ -22,10 +22,11 @@ def build_document(settings: Settings) -> dict[str, Any]:
     from aiaas.entrypoints import api, streamer
     from aiaas.entrypoints.bootstrap import Container
 
-    docs = {}
-    for role, module in (("api", api), ("streamer", streamer)):
-        app = module.create_app(Container(settings, role=role))
-        docs[role] = app.openapi_schema.to_schema()
+    docs = {
+        "api": api.create_app(Container(settings, role="api")).openapi_schema.to_schema(),
+        "streamer": streamer.create_litestar(Container(settings, role="streamer")).openapi_schema.to_schema(),
+    }
+    _add_inference_operations(docs["streamer"])
     merged: dict[str, Any] = {
         "openapi": docs["api"]["openapi"],
         "info": {
@@ -65,7 +66,19 @@ def build_document(settings: Settings) -> dict[str, Any]:
     return merged
 
 
+_INFERENCE_HEADERS = {
+    "x-request-id": "The request's id (the client's own when it sent a valid one)",
+    "openai-processing-ms": "Time the gateway took until the response started",
+    "x-ratelimit-limit-requests": "The tightest requests-per-minute limit that applies",
+    "x-ratelimit-remaining-requests": "Requests left in the current window",
+    "x-ratelimit-limit-tokens": "The tightest tokens-per-minute limit that applies",
+    "x-ratelimit-reset-requests": "Time until the requests window resets (`20ms`, `1s`, `6m0s`)",
+    "x-ratelimit-remaining-tokens": "Tokens left in the current window",
+    "x-ratelimit-reset-tokens": "Time until the tokens window resets",
+}
 _INFERENCE_ERRORS = {
+    "405": "Only POST is served on this path",
+    "413": "The request body is over `AIAAS_MAX_REQUEST_BODY_BYTES`",
     "400": "Invalid request (`invalid_request_error`, `param` names the field)",
     "401": "Missing, invalid, expired or revoked API key (`authentication_error`)",
     "403": "The key's role, scope or model allow-list does not permit it (`permission_error`)",
@@ -75,10 +88,20 @@ _INFERENCE_ERRORS = {
 }
 
 
-def _describe_inference_bodies(doc: dict[str, Any]) -> None:
-    """Describe the inference request bodies and errors, which the handlers read as bytes.
+def _add_inference_operations(doc: dict[str, Any]) -> None:
+    """The three inference POST operations, served in front of Litestar (``inference.asgi.ROUTES``)."""
+    from aiaas.inference.asgi import ROUTES
 
-    The handlers decode bodies themselves (once, with msgspec) so unknown fields pass through to the
+    for path, route in ROUTES.items():
+        doc.setdefault("paths", {})[path] = {"post": {
+            "tags": ["inference"], "summary": route.summary, "description": route.description,
+            "operationId": route.operation_id, "deprecated": False}}
+
+
+def _describe_inference_bodies(doc: dict[str, Any]) -> None:
+    """Describe the inference request bodies, responses and errors.
+
+    The endpoints decode bodies themselves (once, with msgspec) so unknown fields pass through to the
     upstream; the framework therefore cannot see their types, and the contract takes them from the same
     Structs the decoder uses.
     """
@@ -104,8 +127,11 @@ def _describe_inference_bodies(doc: dict[str, Any]) -> None:
         }
         ok = op.setdefault("responses", {}).setdefault("200", {"description": "OK"})
         ok["description"] = "OpenAI's response object, unchanged from the upstream"
+        ok["headers"] = {name: {"description": text, "schema": {"type": "string"}}
+                         for name, text in _INFERENCE_HEADERS.items()}
+        ok.setdefault("content", {})["application/json"] = {"schema": {"type": "object"}}
         if path != "/v1/embeddings":
-            ok.setdefault("content", {})["text/event-stream"] = {"schema": {
+            ok["content"]["text/event-stream"] = {"schema": {
                 "type": "string", "description": "With `stream: true`: `data: {chunk}` events, then `data: [DONE]`"}}
         for status, text in _INFERENCE_ERRORS.items():
             op["responses"].setdefault(status, {"description": text, "content": {

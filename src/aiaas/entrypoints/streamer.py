@@ -1,4 +1,9 @@
-"""The OpenAI-compatible inference app (role ``streamer``)."""
+"""The OpenAI-compatible inference app (role ``streamer``).
+
+``create_app`` is what the role serves: :class:`~aiaas.inference.asgi.InferenceEdge` answers the three
+inference POST endpoints itself and hands every other request to the Litestar app of ``create_litestar``
+(``/v1/models``, health, metrics, OpenAPI), whose route table and schema the contract is built from.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from litestar import Litestar
 from litestar.di import Provide
 
 from aiaas.entrypoints.bootstrap import Container, dependencies
+from aiaas.inference.asgi import InferenceEdge
 from aiaas.inference.http import streamer_handlers
 from aiaas.inference.service.gateway import Gateway
 from aiaas.kernel.errors import ServiceUnavailable
@@ -18,8 +24,15 @@ DESCRIPTION = (
 )
 
 
-def create_app(container: Container) -> Litestar:
-    """Build the inference app for ``container``'s dependencies."""
+def create_app(container: Container) -> InferenceEdge:
+    """The streamer's ASGI app for ``container``'s dependencies: the inference edge in front of Litestar."""
+    return InferenceEdge(create_litestar(container), authenticator=container.authenticator,
+                         gateway=lambda: container.gateway,
+                         max_body_bytes=container.settings.max_request_body_bytes)
+
+
+def create_litestar(container: Container) -> Litestar:
+    """The Litestar part of the streamer: every route except the three inference POST endpoints."""
 
     def _gateway() -> Gateway:
         if container.gateway is None:

@@ -1,26 +1,19 @@
 """HTTP routes of the ``inference`` context.
 
-``streamer_handlers``: the OpenAI-compatible endpoints (``/v1/chat/completions``, ``/v1/completions``,
-``/v1/embeddings``, ``/v1/models``), mounted on the streamer. ``CatalogAdminController``: the model
-catalog and org model-access policies under ``/v1/admin``, mounted on the management API.
-
-Bodies of the inference endpoints are read as bytes and decoded once by ``service.requests.parse``
-(not by the framework), so fields the gateway does not interpret are forwarded untouched and invalid
-input is answered 400 ``invalid_request_error`` naming the field, as OpenAI does.
+``streamer_handlers``: ``/v1/models`` and ``/v1/models/{model}``, mounted on the streamer (the three
+inference POST endpoints are served in front of Litestar by :mod:`aiaas.inference.asgi`).
+``CatalogAdminController``: the model catalog and org model-access policies under ``/v1/admin``,
+mounted on the management API.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
-from litestar import Controller, Request, Response, delete, get, post, put
+from litestar import Controller, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
-from litestar.response import Stream
-from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.inference.schemas import (
@@ -34,9 +27,8 @@ from aiaas.inference.schemas import (
 )
 from aiaas.inference.service import catalog as catalog_service
 from aiaas.inference.service.catalog import CatalogCache
-from aiaas.inference.service.gateway import CallContext, Gateway
-from aiaas.inference.service.requests import parse
-from aiaas.kernel.errors import AppError, Forbidden, NotFound
+from aiaas.inference.service.gateway import Gateway
+from aiaas.kernel.errors import Forbidden, NotFound
 from aiaas.kernel.security import Permission, Principal
 
 INVOKE = {"permission": Permission.MODELS_INVOKE}
@@ -57,74 +49,6 @@ def _require(principal: Principal, permission: Permission) -> None:
     # The RBAC guard checks the route's permission too; this keeps the routes safe on their own.
     if not principal.has(permission):
         raise Forbidden(f"This action needs the {permission.value} permission.", code="permission_denied")
-
-
-def accounting(app: ASGIApp) -> ASGIApp:
-    """Route middleware: after the response has been sent (or the client left), account the request."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await app(scope, receive, send)
-        finally:
-            held = scope.get("state", {}).pop(_CTX, None)
-            if held is not None:
-                gateway, ctx = held
-                gateway.finish(ctx)
-
-    return middleware
-
-
-def _ms(ctx: CallContext) -> str:
-    return str(int((time.perf_counter() - ctx.started) * 1000))
-
-
-async def _invoke(request: Request[Any, Any, Any], principal: Principal, gateway: Gateway,
-                  endpoint: str) -> Response[Any]:
-    ctx = CallContext(request_id=request.scope["state"].get("request_id", ""), endpoint=endpoint,
-                      principal=principal)
-    request.scope["state"][_CTX] = (gateway, ctx)
-    limits: dict[str, str] = {}
-    try:
-        _require(principal, Permission.MODELS_INVOKE)
-        parsed = parse(endpoint, await request.body())
-        prepared = await gateway.prepare(principal=principal, parsed=parsed, ctx=ctx)
-        limits = prepared.headers
-        if parsed.stream:
-            stream = await gateway.open_stream(prepared, ctx)
-            headers = {**prepared.headers, **_SSE_HEADERS, "openai-processing-ms": _ms(ctx)}
-            return Stream(gateway.relay(stream, ctx, parsed.wants_usage), media_type="text/event-stream",
-                          headers=headers)
-        reply = await gateway.complete(prepared, ctx)
-        return Response(reply.body, media_type="application/json",
-                        headers={**prepared.headers, "openai-processing-ms": _ms(ctx)})
-    except BaseException as exc:
-        ctx.failed(exc)
-        if limits and isinstance(exc, AppError):
-            # An admitted request that then failed upstream still reports the limits it was charged to.
-            exc.headers = {**limits, **exc.headers}
-        raise
-
-
-@post("/v1/chat/completions", opt=INVOKE, status_code=200, middleware=[accounting], tags=["inference"],
-      summary="Create a chat completion", operation_id="createChatCompletion")
-async def chat_completions(request: Request[Any, Any, Any], principal: PrincipalDep,
-                           gateway: GatewayDep) -> Response[Any]:
-    """OpenAI's chat completions; ``stream: true`` answers Server-Sent Events ending in ``data: [DONE]``."""
-    return await _invoke(request, principal, gateway, "chat.completions")
-
-
-@post("/v1/completions", opt=INVOKE, status_code=200, middleware=[accounting], tags=["inference"],
-      summary="Create a (legacy) completion", operation_id="createCompletion")
-async def completions(request: Request[Any, Any, Any], principal: PrincipalDep, gateway: GatewayDep) -> Response[Any]:
-    """OpenAI's legacy text completions, streamed or not."""
-    return await _invoke(request, principal, gateway, "completions")
-
-
-@post("/v1/embeddings", opt=INVOKE, status_code=200, middleware=[accounting], tags=["inference"],
-      summary="Create embeddings", operation_id="createEmbedding")
-async def embeddings(request: Request[Any, Any, Any], principal: PrincipalDep, gateway: GatewayDep) -> Response[Any]:
-    """OpenAI's embeddings."""
-    return await _invoke(request, principal, gateway, "embeddings")
 
 
 def _visible(models: list[CatalogModel], org_models: list[str] | None, principal: Principal) -> list[ModelObject]:
@@ -156,7 +80,7 @@ async def retrieve_model(model: ModelPath, principal: PrincipalDep, gateway: Gat
                    param="model")
 
 
-streamer_handlers = [chat_completions, completions, embeddings, list_models, retrieve_model]
+streamer_handlers = [list_models, retrieve_model]
 
 
 class CatalogAdminController(Controller):

@@ -197,35 +197,35 @@ def problem_for(
     )
 
 
-def render_problem(problem: Problem, headers: Mapping[str, str] | None = None) -> Response[bytes]:
-    """Encode a problem as ``application/problem+json`` (extension members at the top level, per RFC 7807)."""
+def encode_problem(problem: Problem) -> bytes:
+    """A problem document as JSON bytes (extension members at the top level, per RFC 7807)."""
     if problem.extensions:
         doc = msgspec.to_builtins(problem)
         for key, value in doc.pop("extensions").items():
             doc.setdefault(key, value)
-        body = _encoder.encode(doc)
-    else:
-        body = _encoder.encode(problem)
+        return _encoder.encode(doc)
+    return _encoder.encode(problem)
+
+
+def render_problem(problem: Problem, headers: Mapping[str, str] | None = None) -> Response[bytes]:
+    """Encode a problem as an ``application/problem+json`` response."""
     return Response(
-        content=body,
+        content=encode_problem(problem),
         status_code=problem.status,
         media_type=PROBLEM_JSON,
         headers=dict(headers or {}),
     )
 
 
-def _request_id(request: Request[Any, Any, Any]) -> str | None:
-    return request.scope.get("state", {}).get("request_id")  # type: ignore[no-any-return]
-
-
-def _app_error_handler(request: Request[Any, Any, Any], exc: AppError, openai: bool) -> Response[bytes]:
+def problem_of(exc: AppError, *, instance: str, request_id: str | None, openai: bool) -> Problem:
+    """The problem document of a domain error."""
     errors = exc.extra.get("errors")
     extra = {k: v for k, v in exc.extra.items() if k != "errors"}
-    problem = problem_for(
+    return problem_for(
         status=exc.status,
         detail=exc.detail,
-        instance=request.url.path,
-        request_id=_request_id(request),
+        instance=instance,
+        request_id=request_id,
         type_slug=exc.type_slug,
         title=exc.title,
         openai_type=exc.openai_type,
@@ -235,6 +235,14 @@ def _app_error_handler(request: Request[Any, Any, Any], exc: AppError, openai: b
         openai=openai,
         extra=extra or None,
     )
+
+
+def _request_id(request: Request[Any, Any, Any]) -> str | None:
+    return request.scope.get("state", {}).get("request_id")  # type: ignore[no-any-return]
+
+
+def _app_error_handler(request: Request[Any, Any, Any], exc: AppError, openai: bool) -> Response[bytes]:
+    problem = problem_of(exc, instance=request.url.path, request_id=_request_id(request), openai=openai)
     return render_problem(problem, exc.headers)
 
 
@@ -280,15 +288,13 @@ def _http_exception_handler(
     return render_problem(problem, headers)
 
 
+UNHANDLED_DETAIL = "The server failed to handle this request; the request id identifies it in the logs."
+
+
 def _unhandled_handler(request: Request[Any, Any, Any], exc: Exception, openai: bool) -> Response[bytes]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    problem = problem_for(
-        status=500,
-        detail="The server failed to handle this request; the request id identifies it in the logs.",
-        instance=request.url.path,
-        request_id=_request_id(request),
-        openai=openai,
-    )
+    problem = problem_for(status=500, detail=UNHANDLED_DETAIL, instance=request.url.path,
+                          request_id=_request_id(request), openai=openai)
     return render_problem(problem)
 
 
@@ -302,6 +308,7 @@ def problem_handlers(*, openai: bool = False) -> dict[type[Exception] | int, Cal
 
 __all__ = [
     "PROBLEM_JSON",
+    "UNHANDLED_DETAIL",
     "AppError",
     "BadRequest",
     "Conflict",
@@ -313,7 +320,9 @@ __all__ = [
     "Unauthenticated",
     "UpstreamError",
     "ValidationFailed",
+    "encode_problem",
     "problem_for",
     "problem_handlers",
+    "problem_of",
     "render_problem",
 ]

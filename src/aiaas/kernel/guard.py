@@ -18,6 +18,7 @@ dependency.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from litestar.connection import ASGIConnection
@@ -37,6 +38,11 @@ class Authenticator(Protocol):
 
     async def authenticate(self, token: str) -> Principal | None:
         """The principal of a well-formed token, or None when it is unknown, expired or revoked."""
+        ...
+
+    async def authenticate_reading(self, token: str, keys: Sequence[str]) -> tuple[Principal | None,
+                                                                                 list[bytes | None] | None]:
+        """``authenticate`` plus ``keys`` read from Redis in the same round trip (None when not read)."""
         ...
 
     async def for_org(self, principal: Principal, org_id: str) -> Principal | None:

@@ -49,7 +49,11 @@ class PrincipalCache:
 
     async def get(self, token_hash: str) -> Principal | Refused | None:
         """The cached principal, :data:`REFUSAL` when the token is known bad, None on a miss."""
-        raw = await self.redis.get(self.key(token_hash))
+        return self.decode(await self.redis.get(self.key(token_hash)))
+
+    @staticmethod
+    def decode(raw: bytes | None) -> Principal | Refused | None:
+        """An entry as read from Redis (by :meth:`get`, or by a caller that read it with other keys)."""
         if raw is None:
             return None
         if raw == REFUSED:

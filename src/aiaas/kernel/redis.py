@@ -6,10 +6,14 @@ production and unique per test session, so concurrent test runs never see each o
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aiaas.kernel.config import CONTEXTS, Settings
@@ -40,3 +44,22 @@ def make_redis(settings: Settings) -> Redis:
         decode_responses=False,
         max_connections=256,
     )
+
+
+class LuaScript:
+    """A Lua script run by its SHA-1 (``EVALSHA``), loaded with ``EVAL`` the first time a server lacks it.
+
+    ``EVAL`` would send the whole source on every call and have Redis hash it again; on the inference
+    hot path that is kilobytes per request.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, redis: Redis, keys: list[str], *args: Any) -> Any:
+        """Run the script with ``keys`` and ``args``; the reply as redis-py returns it."""
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:  # a restarted or new server: EVAL loads the script into its cache
+            return await redis.eval(self.source, len(keys), *keys, *args)  # type: ignore[misc]

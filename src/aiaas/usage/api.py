@@ -20,10 +20,10 @@ from redis.asyncio import Redis
 from aiaas.kernel.redis import Keys
 from aiaas.kernel.security import Principal
 from aiaas.usage import service
-from aiaas.usage.schemas import Admission, UsagePolicy
+from aiaas.usage.schemas import Admission, Gate, GateClosed, UsagePolicy
 from aiaas.usage.service import PolicyStore
 
-__all__ = ["Admission", "PolicyStore", "UsagePolicy", "admit", "ready_state"]
+__all__ = ["Admission", "Gate", "GateClosed", "PolicyStore", "UsagePolicy", "admit", "ready_state"]
 
 
 async def admit(
@@ -36,6 +36,7 @@ async def admit(
     max_tokens: int | None,
     policy: UsagePolicy | None = None,
     policies: PolicyStore | None = None,
+    gate: Gate | None = None,
 ) -> Admission:
     """Admit one inference request or refuse it, in one atomic Redis script.
 
@@ -53,10 +54,16 @@ async def admit(
     unreachable: an org whose policy fails open is admitted uncounted (``Admission.enforced`` False,
     ``reservation_id`` None; its usage is still counted when the worker settles the event); otherwise
     ``kernel.errors.ServiceUnavailable`` (503, code ``rate_limiter_unavailable``).
+
+    ``gate`` (optional) makes admission conditional on an allow-list the caller keeps in Redis (see
+    :class:`Gate`), checked in the same script before anything is charged: :class:`GateClosed` is raised
+    when the list does not admit the member (``miss`` True when the list is not cached). While Redis is
+    unreachable the gate cannot be read: an ``Admission`` with ``enforced`` False leaves it unchecked,
+    and the caller checks its list itself.
     """
     return await service.admit(redis, keys, principal=principal, model=model,
                                estimated_prompt_tokens=estimated_prompt_tokens, max_tokens=max_tokens,
-                               policy=policy, policies=policies)
+                               policy=policy, policies=policies, gate=gate)
 
 
 def ready_state(checks: Mapping[str, str] | None = None) -> Mapping[str, str]:

@@ -29,6 +29,8 @@ import math
 
 import uuid_utils
 
+from aiaas.kernel.redis import LuaScript
+
 WINDOW_MS = 60_000
 
 # A purge releases at most this many members per call per scope, keeping one script call short; the
@@ -41,12 +43,28 @@ _PURGE_CHUNK = 500
 # (Q, R) keys, then, for a request made with an API key, the key's window and quota keys.
 # ARGV: reservation id, window ms, reservation ttl ms, prompt tokens, max_tokens (-1 = none: the policy's
 # default_max_tokens), quota keys' expiry (ms epoch), has key (0/1), key rpm, key tpm, key budget (-1 =
-# no limit), then the policy JSON, or '' to read it from KEYS[1].
+# no limit), then the policy JSON, or '' to read it from KEYS[1], then the gate's member ('' = no gate;
+# otherwise the last KEYS entry holds the gate's allow-list: a JSON array, or null for no restriction).
 # Returns {admitted, reason, retry_ms, lreq, rreq, treq, ltok, rtok, ttok, cost, completion, too_large_tpm}
 # with reason '' (admitted), 'rpm', 'tpm', 'quota', 'too_large:<scope>' (cost exceeds a whole TPM limit;
-# nothing charged) or 'no_policy' (KEYS[1] absent or unreadable: nothing read or charged; call again with
-# the policy in ARGV).
+# nothing charged), 'no_policy' (KEYS[1] absent or unreadable: nothing read or charged; call again with
+# the policy in ARGV), 'gate_closed' (the allow-list does not hold the member) or 'gate_miss' (no
+# allow-list cached); nothing is charged for either.
 ADMIT = """
+local member = ARGV[12]
+if member and member ~= '' then
+  local graw = redis.call('GET', KEYS[#KEYS])
+  local okg, allowed = false, nil
+  if graw then okg, allowed = pcall(cjson.decode, graw) end
+  if not okg then return {0, 'gate_miss', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1} end
+  if type(allowed) == 'table' then
+    local found = false
+    for _, m in ipairs(allowed) do
+      if m == member then found = true break end
+    end
+    if not found then return {0, 'gate_closed', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1} end
+  end
+end
 local praw = ARGV[11]
 if praw == '' then
   praw = redis.call('GET', KEYS[1])
@@ -213,6 +231,7 @@ end
 
 return {admitted and 1 or 0, refused or '', retry, lreq, rreq, treq, ltok, rtok, ttok, cost, completion, -1}
 """
+ADMIT_SCRIPT = LuaScript(ADMIT)
 
 SETTLE = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[3])) then return 0 end

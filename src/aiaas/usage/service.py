@@ -23,7 +23,16 @@ from aiaas.kernel.redis import Keys, RedisUnavailable
 from aiaas.kernel.security import Principal
 from aiaas.usage import limiter, repository
 from aiaas.usage.models import OrgPolicy, RequestRecord
-from aiaas.usage.schemas import Admission, UsageFilter, UsagePage, UsagePolicy, UsagePolicyUpdate, UsageRecord
+from aiaas.usage.schemas import (
+    Admission,
+    Gate,
+    GateClosed,
+    UsageFilter,
+    UsagePage,
+    UsagePolicy,
+    UsagePolicyUpdate,
+    UsageRecord,
+)
 
 log = logging.getLogger("aiaas.usage")
 
@@ -110,6 +119,7 @@ async def admit(
     max_tokens: int | None,
     policy: UsagePolicy | None = None,
     policies: PolicyStore | None = None,
+    gate: Gate | None = None,
 ) -> Admission:
     """Check and charge every limit of the request in one atomic script; see ``usage.api.admit``.
 
@@ -136,14 +146,16 @@ async def admit(
         argv.extend([1, _lim(principal.rpm_limit), _lim(principal.tpm_limit), _lim(principal.token_budget)])
     else:
         argv.extend([0, -1, -1, -1])
+    if gate is not None:
+        script_keys.append(gate.key)
+    member = gate.member if gate is not None else ""
 
     try:
-        res = await redis.eval(limiter.ADMIT, len(script_keys), *script_keys, *argv,
-                               _policy_encoder.encode(policy) if policy is not None else "")
+        res = await limiter.ADMIT_SCRIPT(redis, script_keys, *argv,
+                                         _policy_encoder.encode(policy) if policy is not None else "", member)
         if _s(res[1]) == "no_policy" and policies is not None:
             policy = await policies.load(org_id)
-            res = await redis.eval(limiter.ADMIT, len(script_keys), *script_keys, *argv,
-                                   _policy_encoder.encode(policy))
+            res = await limiter.ADMIT_SCRIPT(redis, script_keys, *argv, _policy_encoder.encode(policy), member)
     except RedisUnavailable as exc:
         HEALTH.failed()
         if policy is None and policies is not None:
@@ -159,6 +171,8 @@ async def admit(
         ) from exc
     HEALTH.ok()
     admitted, reason, retry_ms = int(res[0]), _s(res[1]), int(res[2])
+    if reason in ("gate_closed", "gate_miss"):
+        raise GateClosed(miss=reason == "gate_miss")
     cost, completion = int(res[9]), int(res[10])
     if reason.startswith("too_large:"):
         # A request larger than a whole limit can never pass: say so instead of a Retry-After that lies.

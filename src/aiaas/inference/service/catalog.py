@@ -204,6 +204,8 @@ class Lookup(msgspec.Struct, frozen=True):
     model: CatalogModel | None
     org_models: list[str] | None  # None: no org restriction
     breaker_raw: bytes | None
+    # False when the org's policy was not read here: admission checks it (``Gateway.prepare``'s gate).
+    access_read: bool = True
 
 
 class CatalogCache:
@@ -223,6 +225,23 @@ class CatalogCache:
 
     def index_key(self) -> str:
         return self._keys("inference", "models")
+
+    def prefetch_keys(self, name: str, breaker_key: str) -> list[str]:
+        """The keys :meth:`from_prefetched` decodes: the model's entry and its breaker state.
+
+        The streamer reads them in the same ``MGET`` as the caller's principal; the org's policy, which
+        needs the principal's org, is checked inside the admission script instead (no extra round trip).
+        """
+        return [self.model_key(name), breaker_key]
+
+    async def from_prefetched(self, name: str, values: list[bytes | None]) -> Lookup:
+        """The :class:`Lookup` of values read for :meth:`prefetch_keys` (a model miss loads PostgreSQL)."""
+        raw_model, breaker = values
+        if raw_model is None:
+            model = await self.load_model(name, fill_errors_ok=True)
+        else:
+            model = None if raw_model == _MISSING else _model_decoder.decode(raw_model)
+        return Lookup(model, None, breaker, access_read=False)
 
     async def lookup(self, name: str, org_id: str | None, breaker_key: str) -> Lookup:
         """The model, the org's policy and the breaker state in one round trip (DB only on a miss).

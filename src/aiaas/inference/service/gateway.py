@@ -27,7 +27,7 @@ from aiaas.inference.events import CompletionRecorded
 from aiaas.inference.providers.base import Call, EventStream, UpstreamFailure, UpstreamReply
 from aiaas.inference.schemas import CatalogModel, Deployment, ErrorBodyPeek, ResponsePeek
 from aiaas.inference.service import metrics
-from aiaas.inference.service.admission import Admitter
+from aiaas.inference.service.admission import Admitter, Gate, GateClosed
 from aiaas.inference.service.catalog import CatalogCache
 from aiaas.inference.service.requests import CAPABILITY, Parsed
 from aiaas.inference.service.routing import Breakers, BreakerState, decode_state, order_deployments, retry_after_seconds
@@ -236,32 +236,63 @@ class Gateway:
 
     # --- resolve, authorize, admit ---
 
-    async def prepare(self, *, principal: Principal, parsed: Parsed, ctx: CallContext) -> Prepared:
-        """Resolve the model (one Redis round trip), check access and capability, run admission."""
+    def prefetch_keys(self, model: str) -> list[str]:
+        """The Redis keys :meth:`prepare` needs for ``model``, for the caller to read with the principal."""
+        return self.catalog.prefetch_keys(model, self.breakers.key(model))
+
+    async def prepare(self, *, principal: Principal, parsed: Parsed, ctx: CallContext,
+                      prefetched: list[bytes | None] | None = None) -> Prepared:
+        """Resolve the model, check access and capability, run admission.
+
+        ``prefetched``: the values of :meth:`prefetch_keys`, read in the principal's ``MGET``; the org's
+        model-access policy is then checked by the admission script's gate, so a warm request makes two
+        Redis calls in all. Without it the catalog is read here (one ``MGET`` with the org's policy).
+        """
         ctx.model = parsed.model
         ctx.stream = parsed.stream
         ctx.estimated_prompt = parsed.estimated_prompt_tokens
-        if not principal.org_id:
+        org_id = principal.org_id
+        if not org_id:
             raise Forbidden("Inference needs an API key that belongs to an organization.", code="org_required")
-        found = await self.catalog.lookup(parsed.model, principal.org_id, self.breakers.key(parsed.model))
+        if prefetched is not None:
+            found = await self.catalog.from_prefetched(parsed.model, prefetched)
+        else:
+            found = await self.catalog.lookup(parsed.model, org_id, self.breakers.key(parsed.model))
         model = found.model
         if model is None or (found.org_models is not None and parsed.model not in found.org_models):
-            raise NotFound(f"The model `{parsed.model}` does not exist or you do not have access to it.",
-                           code="model_not_found", param="model")
+            raise _unknown_model(parsed.model)
         if not principal.may_use_model(parsed.model):
             raise Forbidden(f"This API key may not use the model `{parsed.model}`.", code="model_not_allowed",
                             param="model")
         if CAPABILITY[parsed.endpoint] not in model.capabilities:
+            if not found.access_read and not await self._org_may_use(org_id, parsed.model):
+                raise _unknown_model(parsed.model)  # never tell an org about a model hidden from it
             raise BadRequest(f"The model `{parsed.model}` does not support {parsed.endpoint}.",
                              code="unsupported_endpoint", param="model")
         # Embeddings produce no completion tokens: reserve the input only, not the default completion cap.
         max_tokens = 0 if parsed.endpoint == "embeddings" else parsed.max_tokens
-        decision = await self._admitter.admit(principal=principal, model=parsed.model,
-                                              estimated_prompt_tokens=parsed.estimated_prompt_tokens,
-                                              max_tokens=max_tokens)
+        gate = None if found.access_read else Gate(self.catalog.access_key(org_id), parsed.model)
+        try:
+            decision = await self._admitter.admit(principal=principal, model=parsed.model,
+                                                  estimated_prompt_tokens=parsed.estimated_prompt_tokens,
+                                                  max_tokens=max_tokens, gate=gate)
+        except GateClosed as closed:
+            if not closed.miss or not await self._org_may_use(org_id, parsed.model):
+                raise _unknown_model(parsed.model) from None
+            # The org's policy was not cached; now it is, and it admits the model.
+            decision = await self._admitter.admit(principal=principal, model=parsed.model,
+                                                  estimated_prompt_tokens=parsed.estimated_prompt_tokens,
+                                                  max_tokens=max_tokens, gate=None)
+        if gate is not None and not decision.enforced and not await self._org_may_use(org_id, parsed.model):
+            # Redis went away between the two calls: admission failed open without reading the gate.
+            raise _unknown_model(parsed.model)
         ctx.reservation_id = decision.reservation_id
         ctx.admitted = True
         return Prepared(parsed, model, decode_state(found.breaker_raw), decision.headers)
+
+    async def _org_may_use(self, org_id: str, model: str) -> bool:
+        allowed = await self.catalog.org_models(org_id)
+        return allowed is None or model in allowed
 
     # --- routing with retries ---
 
@@ -405,6 +436,11 @@ class Gateway:
         span.end(end_time=end_ns)
 
 
+def _unknown_model(name: str) -> NotFound:
+    return NotFound(f"The model `{name}` does not exist or you do not have access to it.",
+                    code="model_not_found", param="model")
+
+
 def _upstream_message(body: bytes | None) -> tuple[str | None, str | None, str | None, str | None]:
     if not body:
         return None, None, None, None
@@ -444,3 +480,4 @@ def _final_error(last: UpstreamFailure | None, p: Prepared, now: float) -> AppEr
     if last.kind == "timeout":
         return GatewayTimeout(f"The upstream of `{name}` did not answer in time.", code="upstream_timeout")
     return UpstreamError(f"The upstream of `{name}` failed: {last.detail}.", code="upstream_error")
+

@@ -1,0 +1,307 @@
+"""The inference edge's HTTP contract: routing, authentication, errors, streaming and disconnects.
+
+The edge is driven over plain ASGI with a stand-in authenticator and gateway (both ours; the gateway's
+own behaviour is covered by the integration and end-to-end tests through the running streamer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+
+from aiaas.inference.asgi import ROUTES, InferenceEdge, route_permissions
+from aiaas.inference.providers.base import UpstreamReply
+from aiaas.kernel.errors import UpstreamError
+from aiaas.kernel.security import OrgRole, Permission, Principal, Scope
+
+VALID = "sk-" + "a" * 43
+NO_SCOPE = "sk-" + "b" * 43
+LIMITS = {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "9"}
+CHAT = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+class Auth:
+    """Stands in for the principal resolver: two known keys, one without the inference scope."""
+
+    def __init__(self) -> None:
+        self.read: list[Sequence[str]] = []
+
+    async def authenticate(self, token: str) -> Principal | None:
+        return (await self.authenticate_reading(token, ()))[0]
+
+    async def authenticate_reading(self, token: str, keys: Sequence[str]) -> tuple[Principal | None,
+                                                                                 list[bytes | None] | None]:
+        self.read.append(keys)
+        scopes = {VALID: frozenset({Scope.INFERENCE}), NO_SCOPE: frozenset({Scope.MANAGEMENT_READ})}.get(token)
+        if scopes is None:
+            return None, None
+        principal = Principal(kind="api_key", user_id="u", org_id="o", key_id="k", org_role=OrgRole.MEMBER,
+                              scopes=scopes)
+        return principal, [b"model", None]
+
+    async def for_org(self, principal: Principal, org_id: str) -> Principal | None:  # pragma: no cover
+        return principal
+
+
+class Prepared:
+    headers = LIMITS
+
+
+class Gateway:
+    """Stands in for the inference gateway: records what the edge hands it."""
+
+    def __init__(self, *, fail: BaseException | None = None, chunks: Sequence[bytes] = (), hang: bool = False):
+        self.fail = fail
+        self.chunks = chunks
+        self.hang = hang
+        self.prefetched: Any = None
+        self.finished: list[Any] = []
+        self.relay_closed = asyncio.Event()
+
+    def prefetch_keys(self, model: str) -> list[str]:
+        return [f"model:{model}", f"breaker:{model}"]
+
+    async def prepare(self, *, principal: Principal, parsed: Any, ctx: Any, prefetched: Any) -> Prepared:
+        ctx.model = parsed.model
+        self.prefetched = prefetched
+        return Prepared()
+
+    async def complete(self, prepared: Prepared, ctx: Any) -> UpstreamReply:
+        if self.fail is not None:
+            raise self.fail
+        ctx.status = "ok"
+        return UpstreamReply(body=b'{"object":"chat.completion"}')
+
+    async def open_stream(self, prepared: Prepared, ctx: Any) -> str:
+        return "stream"
+
+    async def relay(self, stream: str, ctx: Any, wants_usage: bool) -> AsyncIterator[bytes]:
+        try:
+            for chunk in self.chunks:
+                yield chunk
+            if self.hang:
+                await asyncio.Event().wait()
+            ctx.status = "ok"
+        except BaseException:
+            ctx.status = "cancelled"
+            raise
+        finally:
+            self.relay_closed.set()
+
+    def finish(self, ctx: Any) -> None:
+        self.finished.append(ctx)
+
+
+class Inner:
+    """The Litestar app behind the edge."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.paths.append(scope["path"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+class Reply:
+    def __init__(self, messages: list[dict[str, Any]]) -> None:
+        start = messages[0]
+        self.status: int = start["status"]
+        self.headers = {k.decode(): v.decode() for k, v in start["headers"]}
+        self.bodies = [m.get("body", b"") for m in messages[1:]]
+        self.body = b"".join(self.bodies)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def call(app: Any, method: str, path: str, *, token: str | None = VALID, body: bytes = CHAT,
+               parts: Sequence[bytes] | None = None, headers: dict[str, str] | None = None,
+               leave_after: int | None = None, scope_out: dict[str, Any] | None = None) -> Reply:
+    """Drive one request; ``leave_after``: the client disconnects after that many body messages."""
+    hdrs = {"content-type": "application/json", **(headers or {})}
+    if token is not None:
+        hdrs["authorization"] = f"Bearer {token}"
+    scope: dict[str, Any] = {"type": "http", "method": method, "path": path, "state": {"request_id": "req_t"},
+                             "headers": [(k.encode(), v.encode()) for k, v in hdrs.items()]}
+    pieces = list(parts) if parts is not None else [body]
+    incoming = deque({"type": "http.request", "body": p, "more_body": i < len(pieces) - 1}
+                     for i, p in enumerate(pieces))
+    gone = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if incoming:
+            return incoming.popleft()
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if leave_after is not None and message["type"] == "http.response.body" and len(sent) - 1 >= leave_after:
+            gone.set()
+
+    await asyncio.wait_for(app(scope, receive, send), 5)
+    if scope_out is not None:
+        scope_out.update(scope)
+    return Reply(sent)
+
+
+def edge(gateway: Gateway | None = None, *, max_body: int = 10_000) -> tuple[InferenceEdge, Inner, Auth]:
+    inner, auth = Inner(), Auth()
+    return InferenceEdge(inner, authenticator=auth, gateway=lambda: gateway, max_body_bytes=max_body), inner, auth
+
+
+def assert_problem(reply: Reply, status: int, code: str | None, openai_type: str) -> dict[str, Any]:
+    assert reply.status == status
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert int(reply.headers["content-length"]) == len(reply.body)
+    doc = reply.json()
+    assert doc["status"] == status and doc["instance"] and doc["request_id"] == "req_t"
+    assert doc["error"]["type"] == openai_type and doc["error"].get("code") == code
+    assert doc["error"]["message"] == doc["detail"]
+    return doc  # type: ignore[no-any-return]
+
+
+class TestRouting:
+    async def test_other_paths_fall_through_to_litestar(self) -> None:
+        app, inner, _ = edge(Gateway())
+        reply = await call(app, "GET", "/v1/models")
+        assert reply.status == 204 and inner.paths == ["/v1/models"]
+
+    async def test_route_table_declares_the_invoke_permission(self) -> None:
+        assert route_permissions() == [("POST", p, Permission.MODELS_INVOKE) for p in ROUTES]
+
+    async def test_other_methods_are_405_with_allow(self) -> None:
+        app, inner, _ = edge(Gateway())
+        reply = await call(app, "GET", "/v1/chat/completions")
+        assert_problem(reply, 405, None, "invalid_request_error")
+        assert reply.headers["allow"] == "POST" and inner.paths == []
+
+    async def test_route_label_is_the_path(self) -> None:
+        app, _, _ = edge(Gateway())
+        scope: dict[str, Any] = {}
+        await call(app, "POST", "/v1/embeddings", body=b'{"model":"m","input":"x"}', scope_out=scope)
+        assert scope["path_template"] == "/v1/embeddings"
+
+
+class TestAuthentication:
+    async def test_missing_token_is_401_with_challenge(self) -> None:
+        app, _, _ = edge(Gateway())
+        reply = await call(app, "POST", "/v1/chat/completions", token=None)
+        assert_problem(reply, 401, "invalid_api_key", "authentication_error")
+        assert reply.headers["www-authenticate"].startswith("Bearer")
+
+    async def test_unknown_and_malformed_tokens_are_401(self) -> None:
+        app, _, auth = edge(Gateway())
+        for token in ("sk-" + "z" * 43, "sk-short", "not-a-token"):
+            reply = await call(app, "POST", "/v1/chat/completions", token=token)
+            assert_problem(reply, 401, "invalid_api_key", "authentication_error")
+        assert len(auth.read) == 1  # malformed tokens never reach the resolver
+
+    async def test_invalid_body_without_credentials_is_401_not_400(self) -> None:
+        app, _, _ = edge(Gateway())
+        reply = await call(app, "POST", "/v1/chat/completions", token=None, body=b"{nope")
+        assert reply.status == 401
+
+    async def test_invalid_body_with_credentials_is_400_and_gateway_not_called(self) -> None:
+        gw = Gateway()
+        app, _, auth = edge(gw)
+        reply = await call(app, "POST", "/v1/chat/completions", body=b'{"model": 3}')
+        assert_problem(reply, 400, None, "invalid_request_error")
+        assert auth.read == [()]  # nothing to prefetch for a body that did not decode
+        assert gw.prefetched is None and gw.finished[0].http_status == 400
+
+    async def test_key_without_inference_scope_is_403(self) -> None:
+        app, _, _ = edge(Gateway())
+        reply = await call(app, "POST", "/v1/chat/completions", token=NO_SCOPE)
+        assert_problem(reply, 403, "permission_denied", "permission_error")
+
+    async def test_catalog_keys_are_read_with_the_principal(self) -> None:
+        gw = Gateway()
+        app, _, auth = edge(gw)
+        reply = await call(app, "POST", "/v1/chat/completions")
+        assert reply.status == 200
+        assert auth.read == [["model:m", "breaker:m"]] and gw.prefetched == [b"model", None]
+
+
+class TestBodies:
+    async def test_declared_length_over_the_limit_is_413(self) -> None:
+        app, _, _ = edge(Gateway(), max_body=100)
+        reply = await call(app, "POST", "/v1/chat/completions", headers={"content-length": "101"})
+        assert_problem(reply, 413, "request_too_large", "invalid_request_error")
+
+    async def test_streamed_body_over_the_limit_is_413(self) -> None:
+        app, _, _ = edge(Gateway(), max_body=100)
+        reply = await call(app, "POST", "/v1/chat/completions", parts=[b"x" * 60, b"x" * 60])
+        assert reply.status == 413
+
+    async def test_body_in_parts_is_joined(self) -> None:
+        app, _, _ = edge(Gateway())
+        reply = await call(app, "POST", "/v1/chat/completions", parts=[CHAT[:10], CHAT[10:]])
+        assert reply.status == 200
+
+
+class TestResponses:
+    async def test_completion_carries_limits_and_processing_time_and_is_accounted_after(self) -> None:
+        gw = Gateway()
+        app, _, _ = edge(gw)
+        reply = await call(app, "POST", "/v1/chat/completions")
+        assert reply.status == 200 and reply.body == b'{"object":"chat.completion"}'
+        assert reply.headers["content-type"] == "application/json"
+        assert int(reply.headers["content-length"]) == len(reply.body)
+        assert reply.headers["x-ratelimit-remaining-requests"] == "9"
+        assert int(reply.headers["openai-processing-ms"]) >= 0
+        assert [c.status for c in gw.finished] == ["ok"]
+
+    async def test_gateway_starting_is_503(self) -> None:
+        app, _, _ = edge(None)
+        reply = await call(app, "POST", "/v1/chat/completions")
+        assert_problem(reply, 503, "starting", "server_error")
+        assert reply.headers["retry-after"] == "1"
+
+    async def test_upstream_error_after_admission_keeps_the_limit_headers(self) -> None:
+        gw = Gateway(fail=UpstreamError("upstream broke", code="upstream_error"))
+        app, _, _ = edge(gw)
+        reply = await call(app, "POST", "/v1/chat/completions")
+        assert_problem(reply, 502, "upstream_error", "server_error")
+        assert reply.headers["x-ratelimit-limit-requests"] == "10"
+        assert gw.finished[0].http_status == 502 and gw.finished[0].status == "error"
+
+    async def test_unexpected_error_is_a_500_problem_and_still_accounted(self, caplog: pytest.LogCaptureFixture
+                                                                        ) -> None:
+        gw = Gateway(fail=RuntimeError("bug"))
+        app, _, _ = edge(gw)
+        reply = await call(app, "POST", "/v1/chat/completions")
+        doc = assert_problem(reply, 500, None, "server_error")
+        assert "request id" in doc["detail"] and "bug" not in doc["detail"]
+        assert "unhandled error" in caplog.text
+        assert gw.finished[0].error_type == "RuntimeError"
+
+
+class TestStreaming:
+    async def test_events_are_written_as_they_come_then_the_body_ends(self) -> None:
+        gw = Gateway(chunks=[b"data: {}\n\n", b"data: [DONE]\n\n"])
+        app, _, _ = edge(gw)
+        body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
+        reply = await call(app, "POST", "/v1/chat/completions", body=body)
+        assert reply.status == 200
+        assert reply.headers["content-type"] == "text/event-stream" and reply.headers["cache-control"] == "no-cache"
+        assert reply.headers["x-ratelimit-remaining-requests"] == "9"
+        assert reply.bodies == [b"data: {}\n\n", b"data: [DONE]\n\n", b""]
+        assert [c.status for c in gw.finished] == ["ok"]
+
+    async def test_client_leaving_cancels_the_relay_at_once(self) -> None:
+        gw = Gateway(chunks=[b"data: {}\n\n"], hang=True)
+        app, _, _ = edge(gw)
+        body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
+        reply = await call(app, "POST", "/v1/chat/completions", body=body, leave_after=1)
+        assert reply.bodies == [b"data: {}\n\n"]
+        assert gw.relay_closed.is_set()
+        assert [c.status for c in gw.finished] == ["cancelled"]
