@@ -26,6 +26,7 @@ from aiaas.inference.service.routing import Breakers
 from aiaas.kernel.broker import Broker, Subscription
 from aiaas.kernel.config import Settings
 from aiaas.kernel.db import Database
+from aiaas.kernel.fastredis import make_hot_redis
 from aiaas.kernel.health import Check
 from aiaas.kernel.principals import PrincipalCache
 from aiaas.kernel.publisher import EventPublisher
@@ -67,6 +68,9 @@ class Container:
         self.role = role
         self.db = Database(settings, role=role)
         self.redis: Redis = make_redis(settings)
+        # The inference hot path's two calls per request (the principal's MGET, the admission script) go
+        # over one pipelined connection; everything else uses the pooled redis-py client.
+        self.hot_redis = make_hot_redis(settings.redis_url, fallback=self.redis)
         self.keys = Keys(settings.redis_prefix)
         self.broker = Broker(settings)
         self.publisher = EventPublisher(self.broker, redis=self.redis, keys=self.keys,
@@ -124,7 +128,7 @@ class Container:
                                local=self.local_runner, max_attempts=s.inference_max_attempts,
                                retry_budget=s.inference_retry_budget_seconds,
                                publish=lambda event: publisher.emit("inference", event),
-                               admitter=Admitter(self.redis, self.keys, self.usage_policies))
+                               admitter=Admitter(self.hot_redis, self.keys, self.usage_policies))
 
     async def _ping_redis(self) -> None:
         await self.redis.ping()
@@ -201,6 +205,8 @@ class Container:
             self.local_runner = None
         self.gateway = None
         await bounded("broker connection", self.broker.close(), 5)
+        if self.hot_redis is not self.redis:
+            await bounded("hot-path redis connection", self.hot_redis.aclose(), 5)
         await bounded("redis client", self.redis.aclose(), 5)
         await bounded("database pools", self.db.dispose(), 10)
 

@@ -44,6 +44,7 @@ class PrincipalResolver:
     def __init__(self, container: Container) -> None:
         self._db = container.db
         self._redis = container.redis
+        self._hot_redis = container.hot_redis
         self._keys = container.keys
         self.cache: PrincipalCache = container.principal_cache
         self._last_used = container.last_used
@@ -73,7 +74,7 @@ class PrincipalResolver:
         token_hash = sha256_hex(token)
         values: list[bytes | None] | None = None
         try:
-            raw, *values = await self._redis.mget([self.cache.key(token_hash), *keys])
+            raw, *values = await self._hot_redis.mget([self.cache.key(token_hash), *keys])
         except RedisUnavailable as exc:
             log.debug("principal cache unavailable (%s): resolving the key from the database", type(exc).__name__)
             principal = await self.resolve_cold(token_hash, cache=False)

@@ -57,8 +57,8 @@ class LuaScript:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    async def __call__(self, redis: Redis, keys: list[str], *args: Any) -> Any:
-        """Run the script with ``keys`` and ``args``; the reply as redis-py returns it."""
+    async def __call__(self, redis: Any, keys: list[str], *args: Any) -> Any:
+        """Run the script on ``redis`` (redis-py, or the hot path's pipelined client) with ``keys`` and ``args``."""
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
         except NoScriptError:  # a restarted or new server: EVAL loads the script into its cache

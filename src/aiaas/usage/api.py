@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from redis.asyncio import Redis
 
+from aiaas.kernel.fastredis import PipelinedRedis
 from aiaas.kernel.redis import Keys
 from aiaas.kernel.security import Principal
 from aiaas.usage import service
@@ -27,7 +28,7 @@ __all__ = ["Admission", "Gate", "GateClosed", "PolicyStore", "UsagePolicy", "adm
 
 
 async def admit(
-    redis: Redis,
+    redis: Redis | PipelinedRedis,
     keys: Keys,
     *,
     principal: Principal,

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.inference.events import CompletionRecorded
 from aiaas.kernel.errors import BadRequest, ServiceUnavailable, TooManyRequests
+from aiaas.kernel.fastredis import PipelinedRedis
 from aiaas.kernel.redis import Keys, RedisUnavailable
 from aiaas.kernel.security import Principal
 from aiaas.usage import limiter, repository
@@ -110,7 +111,7 @@ def _headers(values: Sequence[int]) -> dict[str, str]:
 
 
 async def admit(
-    redis: Redis,
+    redis: Redis | PipelinedRedis,
     keys: Keys,
     *,
     principal: Principal,

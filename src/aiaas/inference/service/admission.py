@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from aiaas.kernel.fastredis import PipelinedRedis
 from aiaas.kernel.redis import Keys
 from aiaas.kernel.security import Principal
 from aiaas.usage import api as usage_api
@@ -26,7 +27,7 @@ GateClosed = usage_api.GateClosed
 class Admitter:
     """Admission of one process: its Redis client, key naming and the org policy store."""
 
-    def __init__(self, redis: Redis, keys: Keys, policies: usage_api.PolicyStore) -> None:
+    def __init__(self, redis: Redis | PipelinedRedis, keys: Keys, policies: usage_api.PolicyStore) -> None:
         self._redis = redis
         self._keys = keys
         self._policies = policies
