@@ -1,8 +1,11 @@
-"""Gateway-added latency: the same fake upstream hit directly and through the streamer, side by side.
+"""Gateway-added latency: the same fake upstream hit directly, through a bare proxy and through the streamer.
 
 Prints p50/p99 of non-streamed chat completions and of streaming TTFB (time to the first content event)
-at concurrency 1, interleaving direct and gateway requests so machine noise hits both alike. Targets
-127.0.0.1 only and stops after a bounded number of requests.
+at concurrency 1, interleaving the three so machine noise hits them alike. The streamer runs with a real
+API key, RBAC, admission, metrics, the access log and events on (its usage queue declared, as in a
+deployment). The bare proxy (``_bare_proxy.py``: same uvicorn and aiohttp settings, nothing else) shows
+the floor of this stack on this machine. Targets 127.0.0.1 only and stops after a bounded number of
+requests.
 
     AIAAS_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/aiaas_bench \\
         python bench/gateway_overhead.py [--requests 2000]
@@ -69,26 +72,31 @@ async def one(session: aiohttp.ClientSession, url: str, model: str, stream: bool
         return time.perf_counter() - t
 
 
-async def run(n: int, upstream_port: int, gateway_port: int) -> None:
+async def run(n: int, upstream_port: int, bare_port: int, gateway_port: int) -> None:
     direct = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
+    bare = f"http://127.0.0.1:{bare_port}/v1/chat/completions"
     gateway = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as s:
         for stream in (False, True):
-            for _ in range(200):  # warm both paths (and the gateway's caches)
+            for _ in range(200):  # warm every path (and the gateway's caches)
                 await one(s, direct, "fake", stream)
+                await one(s, bare, "fake", stream)
                 await one(s, gateway, "bench/fake", stream)
             d: list[float] = []
+            b: list[float] = []
             g: list[float] = []
             for _ in range(n):
                 d.append(await one(s, direct, "fake", stream))
+                b.append(await one(s, bare, "fake", stream))
                 g.append(await one(s, gateway, "bench/fake", stream))
             label = "streaming TTFB" if stream else "non-streamed latency"
             print(f"\n{label} over {n} requests at concurrency 1 (ms)")
-            print(f"{'':10}{'p50':>9}{'p99':>9}{'mean':>9}")
-            print(f"{'direct':10}{pct(d, .5):9.3f}{pct(d, .99):9.3f}{statistics.mean(d) * 1000:9.3f}")
-            print(f"{'gateway':10}{pct(g, .5):9.3f}{pct(g, .99):9.3f}{statistics.mean(g) * 1000:9.3f}")
-            print(f"{'added':10}{pct(g, .5) - pct(d, .5):9.3f}{pct(g, .99) - pct(d, .99):9.3f}"
-                  f"{(statistics.mean(g) - statistics.mean(d)) * 1000:9.3f}")
+            print(f"{'':22}{'p50':>9}{'p99':>9}{'mean':>9}")
+            for name, xs in (("direct", d), ("bare proxy", b), ("gateway", g)):
+                print(f"{name:22}{pct(xs, .5):9.3f}{pct(xs, .99):9.3f}{statistics.mean(xs) * 1000:9.3f}")
+            for name, xs in (("added by bare proxy", b), ("added by gateway", g)):
+                print(f"{name:22}{pct(xs, .5) - pct(d, .5):9.3f}{pct(xs, .99) - pct(d, .99):9.3f}"
+                      f"{(statistics.mean(xs) - statistics.mean(d)) * 1000:9.3f}")
 
 
 def main() -> None:
@@ -96,24 +104,51 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     args = ap.parse_args()
     n = max(10, min(args.requests, 20_000))
-    up_port, gw_port = free_port(), free_port()
+    up_port, bare_port, gw_port = free_port(), free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT / 'src'}", "AIAAS_LOG_LEVEL": "WARNING"}
     env.setdefault("AIAAS_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/aiaas_bench")
     env.setdefault("AIAAS_REDIS_PREFIX", "bench:")
+    # The streamer declares the usage queue its events go to, as in a deployment; the run's own broker
+    # prefix keeps them apart, and they are deleted afterwards.
+    env.setdefault("AIAAS_BROKER_PREFIX", f"bench-{os.getpid()}.")
     upstream = subprocess.Popen([sys.executable, "-c", (
         f"import time, fake_upstream as f; f.FakeUpstream({up_port}).start(); time.sleep(3600)")], env=env)
+    bare = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_bare_proxy.py"), str(bare_port),
+                             f"http://127.0.0.1:{up_port}/v1"], env=env)
     key_file = Path(tempfile.mkdtemp()) / "key"
     gw = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_streamer_for_bench.py"), str(gw_port),
                            f"http://127.0.0.1:{up_port}/v1", str(key_file)], env=env, stdout=subprocess.DEVNULL)
     try:
         wait(up_port)
+        wait(bare_port)
         wait(gw_port)
         KEY[0] = key_file.read_text().strip()
-        asyncio.run(run(n, up_port, gw_port))
+        asyncio.run(run(n, up_port, bare_port, gw_port))
     finally:
-        for p in (gw, upstream):
+        for p in (gw, bare, upstream):
             p.terminate()
             p.wait(10)
+        asyncio.run(delete_queues(env))
+
+
+async def delete_queues(env: dict[str, str]) -> None:
+    """Delete the run's queues and exchanges (the events of the run are not consumed)."""
+    import aio_pika
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from aiaas.kernel.broker import exchange_name, queue_name
+
+    prefix = env["AIAAS_BROKER_PREFIX"]
+    queue = queue_name(prefix, "usage", "inference")
+    conn = await aio_pika.connect(env.get("AIAAS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+    try:
+        ch = await conn.channel()
+        for name in (queue, f"{queue}.dlq"):
+            await ch.queue_delete(name)
+        for name in (f"{queue}.dlx", exchange_name(prefix, "inference")):
+            await ch.exchange_delete(name)
+    finally:
+        await conn.close()
 
 
 if __name__ == "__main__":

@@ -184,9 +184,25 @@ class Container:
             self._start_inference()
         try:
             await self.broker.connect(timeout=self.settings.ready_timeout_seconds * 3)
+            await self._declare_consumer_queues()
         except Exception as exc:  # the broker may be down at start; /ready reports it and publishing retries
             log.warning("RabbitMQ not reachable at start: %s", type(exc).__name__)
         await self.publisher.start(PUBLISHES.get(self.role, ()))
+
+    async def _declare_consumer_queues(self) -> None:
+        """Declare the queues that consume what this role publishes, as the worker would.
+
+        RabbitMQ drops a message that no queue is bound for; without this, the events of requests served
+        before the first worker ever started (a fresh install, say) would be lost to metering.
+        """
+        published = PUBLISHES.get(self.role, ())
+        if self.role == "all":
+            published = tuple(c for ctxs in PUBLISHES.values() for c in ctxs)
+        subs = [sub for sub in self.subscriptions() if sub.source in published]
+        if subs:
+            channel = await self.broker.declaring_channel()
+            for sub in subs:
+                await self.broker.declare_subscription(sub, channel)
 
     async def stop(self) -> None:
         """Flush buffered events and usage stamps, then close every connection.

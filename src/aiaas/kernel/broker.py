@@ -107,6 +107,10 @@ class Broker:
             self._exchanges.clear()
         return self._channel
 
+    async def declaring_channel(self) -> AbstractChannel:
+        """A channel for declaring topology (the publishing channel)."""
+        return await self._publish_channel()
+
     async def exchange(self, context: str) -> AbstractExchange:
         """The durable topic exchange of ``context`` (declared on first use)."""
         ex = self._exchanges.get(context)

@@ -203,18 +203,34 @@ class EventPublisher:
         return self._broker.connected
 
     async def _publish_many(self, items: list[_Pending]) -> int:
-        """Publish concurrently (one channel keeps their order); return the length of the confirmed prefix."""
+        """Publish concurrently (one channel keeps their order); return the length of the confirmed prefix.
+
+        The publishes are started one loop iteration apart: building and writing a message costs tens of
+        microseconds, and a batch started at once would hold the loop for a millisecond or more while a
+        request waits. Started apart, requests that arrive meanwhile are served between two of them.
+        """
 
         async def one(item: _Pending) -> None:
             EVENTS.labels(item.context, "published").inc()
             # The outer timeout also bounds waiting for a channel while the connection reconnects.
-            await asyncio.wait_for(self._broker.publish(
-                item.context, item.routing_key, item.body, message_id=item.event_id,
-                headers={"traceparent": item.traceparent} if item.traceparent else None,
-                timeout=self._publish_timeout,
-            ), self._publish_timeout * 1.5)
+            async with asyncio.timeout(self._publish_timeout * 1.5):
+                await self._broker.publish(
+                    item.context, item.routing_key, item.body, message_id=item.event_id,
+                    headers={"traceparent": item.traceparent} if item.traceparent else None,
+                    timeout=self._publish_timeout,
+                )
 
-        results = await asyncio.gather(*(one(i) for i in items), return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for item in items:
+                tasks.append(loop.create_task(one(item)))
+                await asyncio.sleep(0)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            for t in tasks:
+                t.cancel()
+            raise
         for n, res in enumerate(results):
             if isinstance(res, BaseException):
                 if isinstance(res, asyncio.CancelledError):

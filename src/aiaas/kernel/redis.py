@@ -30,7 +30,9 @@ class Keys:
     def __call__(self, context: str, *parts: object) -> str:
         if context not in CONTEXTS:
             raise ValueError(f"unknown context {context!r}")
-        return ":".join([self.prefix + context, *(str(p) for p in parts)])
+        if not parts:
+            return self.prefix + context
+        return self.prefix + context + ":" + ":".join(map(str, parts))
 
 
 def make_redis(settings: Settings) -> Redis:

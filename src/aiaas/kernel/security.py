@@ -151,7 +151,7 @@ def token_kind(token: str) -> str | None:
     for prefix, kind in ((API_KEY_PREFIX, "api_key"), (SESSION_PREFIX, "session")):
         if token.startswith(prefix):
             body = token[len(prefix):]
-            if len(body) == TOKEN_BODY_LENGTH and all(c in _URLSAFE for c in body):
+            if len(body) == TOKEN_BODY_LENGTH and _URLSAFE.issuperset(body):
                 return kind
             return None
     return None

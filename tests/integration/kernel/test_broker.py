@@ -68,3 +68,39 @@ class TestRoundTrip:
         assert msg is not None and msg.message_id == "p-1"
         await msg.ack()
         await ch.close()
+
+
+class TestPublisherDeclaresConsumerQueues:
+    async def test_events_of_a_streamer_started_before_any_worker_are_kept(self, settings: Settings) -> None:
+        """RabbitMQ drops what no queue is bound for: the streamer declares the worker's queue itself."""
+        import uuid
+
+        import aio_pika
+        import msgspec
+
+        from aiaas.entrypoints.bootstrap import Container
+        from aiaas.inference.events import CompletionRecorded
+        from aiaas.kernel.broker import queue_name
+
+        own = msgspec.structs.replace(settings, broker_prefix=f"{settings.broker_prefix}fresh-{uuid.uuid4().hex[:6]}.",
+                                      local_model_enabled=False)
+        streamer = Container(own, role="streamer")
+        await streamer.start()
+        try:
+            event = CompletionRecorded(request_id="req_x", org_id=str(uuid.uuid4()), user_id=None, key_id=None,
+                                       endpoint="chat.completions", model="m", deployment="d", provider="p",
+                                       prompt_tokens=1, completion_tokens=2, total_tokens=3, ttfb_ms=1.0,
+                                       latency_ms=2.0, status="ok", http_status=200)
+            streamer.publisher.emit("inference", event)
+            await streamer.publisher.flush(timeout=10)
+        finally:
+            await streamer.stop()
+        conn = await aio_pika.connect(own.amqp_url)
+        try:
+            channel = await conn.channel()
+            queue = await channel.declare_queue(queue_name(own.broker_prefix, "usage", "inference"), passive=True)
+            msg = await queue.get(timeout=5)
+            assert msg is not None and msgspec.json.decode(msg.body)["event_id"] == event.event_id
+            await msg.ack()
+        finally:
+            await conn.close()

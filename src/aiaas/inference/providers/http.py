@@ -9,9 +9,11 @@ overall. Stream events are passed on as the upstream's own bytes, never re-encod
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 
 import aiohttp
+import yarl
 
 from aiaas.inference.providers.base import Call, UpstreamFailure, UpstreamReply
 from aiaas.inference.schemas import Deployment
@@ -27,9 +29,15 @@ def make_session(*, pool_size: int, keepalive_seconds: float) -> aiohttp.ClientS
                                  skip_auto_headers=("User-Agent",), timeout=aiohttp.ClientTimeout(total=None))
 
 
-def _url(dep: Deployment, endpoint: str) -> str:
-    base = (dep.base_url or "").rstrip("/")
-    return base + PATHS[endpoint]
+@functools.lru_cache(maxsize=1024)
+def _url(base_url: str, endpoint: str) -> yarl.URL:
+    # Parsed once per deployment and endpoint, not on every request (the catalog changes rarely).
+    return yarl.URL(base_url.rstrip("/") + PATHS[endpoint])
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(connect: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect)
 
 
 def _headers(dep: Deployment, call: Call) -> dict[str, str]:
@@ -62,11 +70,10 @@ class HttpUpstream:
         self._session = session
 
     async def _open(self, dep: Deployment, call: Call, first_byte_at: float) -> aiohttp.ClientResponse:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=dep.connect_timeout)
         try:
             async with asyncio.timeout_at(first_byte_at):
-                resp = await self._session.post(_url(dep, call.endpoint), data=call.body,
-                                                headers=_headers(dep, call), timeout=timeout)
+                resp = await self._session.post(_url(dep.base_url or "", call.endpoint), data=call.body,
+                                                headers=_headers(dep, call), timeout=_timeout(dep.connect_timeout))
         except TimeoutError as exc:
             raise UpstreamFailure("timeout", "no response from the upstream before the first-byte timeout") \
                 from exc
