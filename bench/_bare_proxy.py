@@ -1,7 +1,8 @@
 """A bare ASGI proxy for bench/gateway_overhead.py: the floor of any Python gateway on this stack.
 
-The same uvicorn (uvloop + httptools) and aiohttp client settings as the streamer, forwarding the body to
-the upstream and its answer back (SSE chunk by chunk), with no authentication, Redis, accounting or logs.
+The same uvicorn (uvloop + httptools) and upstream client (``inference.providers.wire``) as the streamer,
+forwarding the body to the upstream and its answer back (SSE line by line), with no authentication,
+Redis, accounting or logs.
 What the gateway adds beyond this is ours to cut; what this adds is the price of the stack.
 
     python bench/_bare_proxy.py PORT UPSTREAM_BASE_URL
@@ -14,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from aiaas.inference.providers.http import make_session
+from aiaas.inference.providers import wire
 
 PORT, UPSTREAM = int(sys.argv[1]), sys.argv[2].rstrip("/")
 STATE: dict[str, Any] = {}
@@ -25,10 +26,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                STATE["session"] = make_session(pool_size=16, keepalive_seconds=60)
+                STATE["pool"] = wire.Pool(limit=16, keepalive=60)
+                STATE["origin"] = wire.Origin.parse(UPSTREAM + "/chat/completions")
                 await send({"type": "lifespan.startup.complete"})
             else:
-                await STATE["session"].close()
+                await STATE["pool"].close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     body = b""
@@ -37,12 +39,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    async with STATE["session"].post(UPSTREAM + "/chat/completions", data=body,
-                                     headers={"Content-Type": "application/json"}) as resp:
-        ctype = resp.headers.get("Content-Type", "application/json").encode()
-        await send({"type": "http.response.start", "status": resp.status, "headers": [(b"content-type", ctype)]})
-        async for chunk in resp.content.iter_any():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    resp = await STATE["pool"].request(STATE["origin"], body, [(b"Content-Type", b"application/json")],
+                                       connect_timeout=5)
+    ctype = resp.headers.get("content-type", "application/json").encode()
+    await send({"type": "http.response.start", "status": resp.status, "headers": [(b"content-type", ctype)]})
+    while line := await resp.readline():
+        await send({"type": "http.response.body", "body": line, "more_body": True})
+    resp.release()
     await send({"type": "http.response.body", "body": b""})
 
 

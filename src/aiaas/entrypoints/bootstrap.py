@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import aiohttp
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.auth import api as auth_api
-from aiaas.inference.providers.http import HttpUpstream, make_session
+from aiaas.inference.providers import wire
+from aiaas.inference.providers.http import HttpUpstream, make_pool
 from aiaas.inference.providers.local import LocalRunner
 from aiaas.inference.service.admission import Admitter
 from aiaas.inference.service.catalog import CatalogCache
@@ -83,7 +83,7 @@ class Container:
                                     ttl=settings.inference_catalog_ttl_seconds)
         # Inference pieces exist only in processes that serve the streamer: the upstream HTTP pool is
         # opened on startup (it needs the running loop) and the embedded model loads on first use.
-        self.http_session: aiohttp.ClientSession | None = None
+        self.upstream_pool: wire.Pool | None = None
         self.local_runner: LocalRunner | None = None
         self.gateway: Gateway | None = None
         self.usage_policies = usage_api.PolicyStore(self.redis, self.keys, self.session_factory("usage"),
@@ -114,8 +114,8 @@ class Container:
 
     def _start_inference(self) -> None:
         s = self.settings
-        self.http_session = make_session(pool_size=s.inference_upstream_pool_size,
-                                         keepalive_seconds=s.inference_upstream_keepalive_seconds)
+        self.upstream_pool = make_pool(pool_size=s.inference_upstream_pool_size,
+                                       keepalive_seconds=s.inference_upstream_keepalive_seconds)
         if s.local_model_enabled:
             self.local_runner = LocalRunner(model_path=s.local_model_path, n_ctx=s.local_model_context,
                                             n_threads=s.local_model_threads, max_queue=s.local_model_max_queue,
@@ -124,7 +124,7 @@ class Container:
         breakers = Breakers(self.redis, self.keys, failures=s.inference_breaker_failures,
                             cooldown=s.inference_breaker_cooldown_seconds)
         publisher = self.publisher
-        self.gateway = Gateway(catalog=self.catalog, breakers=breakers, http=HttpUpstream(self.http_session),
+        self.gateway = Gateway(catalog=self.catalog, breakers=breakers, http=HttpUpstream(self.upstream_pool),
                                local=self.local_runner, max_attempts=s.inference_max_attempts,
                                retry_budget=s.inference_retry_budget_seconds,
                                publish=lambda event: publisher.emit("inference", event),
@@ -213,9 +213,9 @@ class Container:
         grace = self.settings.graceful_shutdown_seconds
         await bounded("publisher", self.publisher.close(timeout=grace), grace + 5)
         await bounded("last-used stamps", self.last_used.flush(), 5)
-        if self.http_session is not None:
-            await bounded("upstream HTTP pool", self.http_session.close(), 5)
-            self.http_session = None
+        if self.upstream_pool is not None:
+            await bounded("upstream HTTP pool", self.upstream_pool.close(), 5)
+            self.upstream_pool = None
         if self.local_runner is not None:
             self.local_runner.shutdown()
             self.local_runner = None

@@ -40,21 +40,8 @@ Reply = Any
 
 
 def pack(args: tuple[Any, ...]) -> bytes:
-    """One command in RESP: an array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
-            data = arg.encode()
-        elif isinstance(arg, int | float):
-            data = repr(arg).encode()
-        else:
-            raise TypeError(f"cannot send a {type(arg).__name__} to Redis")
-        out.append(b"$%d\r\n" % len(data))
-        out.append(data)
-        out.append(b"\r\n")
-    return b"".join(out)
+    """One command in RESP (an array of bulk strings), packed by hiredis; str, bytes, int and float only."""
+    return hiredis.pack_command(args)  # type: ignore[no-any-return]
 
 
 def _error(reply: hiredis.ReplyError) -> ResponseError:

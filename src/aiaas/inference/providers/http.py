@@ -1,9 +1,10 @@
-"""OpenAI-compatible HTTP upstreams (vLLM, llama.cpp server, Ollama, TGI, OpenAI) over aiohttp.
+"""OpenAI-compatible HTTP upstreams (vLLM, llama.cpp server, Ollama, TGI, OpenAI) over keep-alive HTTP/1.1.
 
-One ``ClientSession`` per process with a keep-alive connection pool. Timeouts: ``connect_timeout`` for
-the TCP/TLS connect, ``first_byte_timeout`` until the status line (and, for streams, the first event),
-``chunk_timeout`` for each gap between stream events, and ``total_timeout`` (the request's deadline)
-overall. Stream events are passed on as the upstream's own bytes, never re-encoded.
+One connection pool per process (:class:`~aiaas.inference.providers.wire.Pool`, chosen over aiohttp by
+measurement; see its docstring). Timeouts: ``connect_timeout`` for the TCP/TLS connect,
+``first_byte_timeout`` until the status line (and, for streams, the first event), ``chunk_timeout`` for
+each gap between stream events, and ``total_timeout`` (the request's deadline) overall. Stream events
+are passed on as the upstream's own bytes, never re-encoded.
 """
 
 from __future__ import annotations
@@ -12,45 +13,36 @@ import asyncio
 import functools
 import os
 
-import aiohttp
-import yarl
-
+from aiaas.inference.providers import wire
 from aiaas.inference.providers.base import Call, UpstreamFailure, UpstreamReply
 from aiaas.inference.schemas import Deployment
 
 PATHS = {"chat.completions": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+_FIXED_HEADERS = [(b"Content-Type", b"application/json"), (b"Accept-Encoding", b"identity")]
 
 
-def make_session(*, pool_size: int, keepalive_seconds: float) -> aiohttp.ClientSession:
-    """The process's upstream client: pooled keep-alive connections, no cookie jar, no auto-decompression."""
-    connector = aiohttp.TCPConnector(limit=pool_size, limit_per_host=0, keepalive_timeout=keepalive_seconds,
-                                     ttl_dns_cache=300, enable_cleanup_closed=True)
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
-                                 skip_auto_headers=("User-Agent",), timeout=aiohttp.ClientTimeout(total=None))
+def make_pool(*, pool_size: int, keepalive_seconds: float) -> wire.Pool:
+    """The process's upstream connections: at most ``pool_size`` per origin, reused while fresh."""
+    return wire.Pool(limit=pool_size, keepalive=keepalive_seconds)
 
 
 @functools.lru_cache(maxsize=1024)
-def _url(base_url: str, endpoint: str) -> yarl.URL:
+def _origin(base_url: str, endpoint: str) -> wire.Origin:
     # Parsed once per deployment and endpoint, not on every request (the catalog changes rarely).
-    return yarl.URL(base_url.rstrip("/") + PATHS[endpoint])
+    return wire.Origin.parse(base_url.rstrip("/") + PATHS[endpoint])
 
 
-@functools.lru_cache(maxsize=64)
-def _timeout(connect: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=None, sock_connect=connect)
-
-
-def _headers(dep: Deployment, call: Call) -> dict[str, str]:
-    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity", **call.extra_headers}
+def _headers(dep: Deployment, call: Call) -> list[tuple[bytes, bytes]]:
+    headers = [*_FIXED_HEADERS, *((k.encode("latin-1"), v.encode("latin-1")) for k, v in call.extra_headers.items())]
     if dep.credential_ref:
         secret = os.environ.get(dep.credential_ref)
         if not secret:
             raise UpstreamFailure("config", f"credential {dep.credential_ref} is not set in the environment")
-        headers["Authorization"] = f"Bearer {secret}"
+        headers.append((b"Authorization", b"Bearer " + secret.encode("latin-1")))
     return headers
 
 
-async def _read_failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
+async def _read_failure(resp: wire.Response) -> UpstreamFailure:
     try:
         body = await asyncio.wait_for(resp.read(), 5)
     except Exception:  # the error body is best effort; the status is what matters
@@ -60,27 +52,31 @@ async def _read_failure(resp: aiohttp.ClientResponse) -> UpstreamFailure:
     status = resp.status
     kind = "status_429" if status == 429 else "status_5xx" if status >= 500 else "status_4xx"
     return UpstreamFailure(kind, f"upstream answered {status}", status=status, body=body,
-                           retry_after=resp.headers.get("Retry-After"))
+                           retry_after=resp.headers.get("retry-after"))
 
 
 class HttpUpstream:
     """Calls one deployment over HTTP."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def __init__(self, pool: wire.Pool) -> None:
+        self._pool = pool
 
-    async def _open(self, dep: Deployment, call: Call, first_byte_at: float) -> aiohttp.ClientResponse:
+    async def _open(self, dep: Deployment, call: Call, first_byte_at: float) -> wire.Response:
+        try:
+            origin = _origin(dep.base_url or "", call.endpoint)
+        except ValueError as exc:
+            raise UpstreamFailure("config", f"bad upstream URL: {exc}") from exc
         try:
             async with asyncio.timeout_at(first_byte_at):
-                resp = await self._session.post(_url(dep.base_url or "", call.endpoint), data=call.body,
-                                                headers=_headers(dep, call), timeout=_timeout(dep.connect_timeout))
+                resp = await self._pool.request(origin, call.body, _headers(dep, call),
+                                                connect_timeout=dep.connect_timeout)
         except TimeoutError as exc:
             raise UpstreamFailure("timeout", "no response from the upstream before the first-byte timeout") \
                 from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamFailure("connect", f"cannot connect to the upstream ({type(exc).__name__})") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailure("protocol", f"upstream connection failed ({type(exc).__name__})") from exc
+        except wire.ConnectFailed as exc:
+            raise UpstreamFailure("connect", f"cannot connect to the upstream ({exc})") from exc
+        except wire.ProtocolFailed as exc:
+            raise UpstreamFailure("protocol", f"upstream connection failed ({exc})") from exc
         if resp.status >= 300:
             raise await _read_failure(resp)
         return resp
@@ -96,11 +92,14 @@ class HttpUpstream:
         except TimeoutError as exc:
             resp.close()
             raise UpstreamFailure("timeout", "the upstream response did not finish in time") from exc
-        except aiohttp.ClientError as exc:
+        except wire.ProtocolFailed as exc:
             resp.close()
-            raise UpstreamFailure("protocol", f"upstream response broke off ({type(exc).__name__})") from exc
+            raise UpstreamFailure("protocol", f"upstream response broke off ({exc})") from exc
+        except BaseException:
+            resp.close()
+            raise
         resp.release()
-        return UpstreamReply(body=body, content_type=resp.headers.get("Content-Type", "application/json"))
+        return UpstreamReply(body=body, content_type=resp.headers.get("content-type", "application/json"))
 
     async def stream(self, dep: Deployment, call: Call) -> HttpEventStream:
         """Send a streaming request and wait for its first SSE event."""
@@ -123,9 +122,8 @@ class HttpUpstream:
 class HttpEventStream:
     """SSE events of one upstream response, read line by line and handed on as bytes."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, *, chunk_timeout: float, deadline: float) -> None:
+    def __init__(self, resp: wire.Response, *, chunk_timeout: float, deadline: float) -> None:
         self._resp = resp
-        self._content = resp.content
         self._chunk_timeout = chunk_timeout
         self._deadline = deadline
         self._loop = asyncio.get_running_loop()
@@ -137,7 +135,7 @@ class HttpEventStream:
         try:
             async with asyncio.timeout_at(until):
                 while True:
-                    line = await self._content.readline()
+                    line = await self._resp.readline()
                     if not line:  # EOF
                         return b"".join(parts) + b"\n" if parts else None
                     if line == b"\n" or line == b"\r\n":
@@ -149,8 +147,8 @@ class HttpEventStream:
         except TimeoutError as exc:
             kind = "timeout"
             raise UpstreamFailure(kind, "the upstream stalled between chunks") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailure("protocol", f"the upstream stream broke off ({type(exc).__name__})") from exc
+        except wire.ProtocolFailed as exc:
+            raise UpstreamFailure("protocol", f"the upstream stream broke off ({exc})") from exc
 
     async def next_event(self) -> bytes | None:
         """The next event, bounded by the chunk gap and the request deadline."""
@@ -158,7 +156,7 @@ class HttpEventStream:
 
     async def aclose(self) -> None:
         """Close the connection unless the body was read to the end (then it returns to the pool)."""
-        if self._content.at_eof():
+        if self._resp.at_eof():
             self._resp.release()
         else:
             self._resp.close()
