@@ -107,9 +107,10 @@ def main() -> None:
     up_port, bare_port, gw_port = free_port(), free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT / 'src'}", "AIAAS_LOG_LEVEL": "WARNING"}
     env.setdefault("AIAAS_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/aiaas_bench")
-    env.setdefault("AIAAS_REDIS_PREFIX", "bench:")
-    # The streamer declares the usage queue its events go to, as in a deployment; the run's own broker
-    # prefix keeps them apart, and they are deleted afterwards.
+    # The run's own Redis and broker prefixes, cleaned up afterwards. Nothing settles the run's quota
+    # reservations (no worker runs here), and carried over from run to run they would make later runs
+    # slower than production; the streamer declares its usage queue, as in a deployment.
+    env.setdefault("AIAAS_REDIS_PREFIX", f"bench-{os.getpid()}:")
     env.setdefault("AIAAS_BROKER_PREFIX", f"bench-{os.getpid()}.")
     upstream = subprocess.Popen([sys.executable, "-c", (
         f"import time, fake_upstream as f; f.FakeUpstream({up_port}).start(); time.sleep(3600)")], env=env)
@@ -128,12 +129,20 @@ def main() -> None:
         for p in (gw, bare, upstream):
             p.terminate()
             p.wait(10)
-        asyncio.run(delete_queues(env))
+        asyncio.run(clean_up(env))
 
 
-async def delete_queues(env: dict[str, str]) -> None:
-    """Delete the run's queues and exchanges (the events of the run are not consumed)."""
+async def clean_up(env: dict[str, str]) -> None:
+    """Delete the run's Redis keys, queues and exchanges (the events of the run are not consumed)."""
     import aio_pika
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(env.get("AIAAS_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    try:
+        async for key in redis.scan_iter(match=env["AIAAS_REDIS_PREFIX"] + "*", count=1000):
+            await redis.delete(key)
+    finally:
+        await redis.aclose()
 
     sys.path.insert(0, str(ROOT / "src"))
     from aiaas.kernel.broker import exchange_name, queue_name

@@ -33,9 +33,10 @@ from aiaas.kernel.redis import LuaScript
 
 WINDOW_MS = 60_000
 
-# A purge releases at most this many members per call per scope, keeping one script call short; the
-# next call continues where it stopped (the sums stay exact: members are released with their charge).
-_PURGE_CHUNK = 500
+# Expired reservations are released at most 500 per call and scope, so one call stays short; the next
+# call continues where it stopped (the sums stay exact: members are released with their charge). Window
+# members are purged completely on every call: a window holds only the last minute's admitted requests,
+# and its count and token sum decide admission, so they must not include expired members.
 
 # Negations are written `0 - x`: Lua turns `-0` into the string "-0", which HINCRBY rejects.
 #
@@ -124,21 +125,21 @@ local function purge_window(W, T)
   end
 end
 
+-- One chunk per call: after a long worker outage tens of thousands of reservations may expire at once,
+-- and releasing them all in one call would stall Redis for every request. Until the backlog is gone the
+-- org's `reserved` still counts them, which can only refuse early, never admit beyond the budget.
 local function purge_reservations(Q, R)
-  while true do
-    local old = redis.call('ZRANGEBYSCORE', R, '-inf', now, 'LIMIT', 0, 500)
-    if #old == 0 then return end
-    for j = 1, #old do
-      local f = 'r:' .. old[j]
-      local amt = tonumber(redis.call('HGET', Q, f))
-      if amt then
-        redis.call('HINCRBY', Q, 'reserved', 0 - amt)
-        redis.call('HDEL', Q, f)
-      end
+  local old = redis.call('ZRANGEBYSCORE', R, '-inf', now, 'LIMIT', 0, 500)
+  if #old == 0 then return end
+  for j = 1, #old do
+    local f = 'r:' .. old[j]
+    local amt = tonumber(redis.call('HGET', Q, f))
+    if amt then
+      redis.call('HINCRBY', Q, 'reserved', 0 - amt)
+      redis.call('HDEL', Q, f)
     end
-    redis.call('ZREM', R, unpack(old))
-    if #old < 500 then return end
   end
+  redis.call('ZREM', R, unpack(old))
 end
 
 -- Retry time: when enough of the window's oldest members expire to fit `need` more (count or tokens).

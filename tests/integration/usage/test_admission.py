@@ -182,3 +182,25 @@ class TestQuota:
         with pytest.raises(TooManyRequests) as exc:
             await _admit(redis_client, keys, p, UsagePolicy(org_id=org))
         assert exc.value.code == "insufficient_quota"
+
+
+class TestExpiredReservationBacklog:
+    async def test_a_call_releases_at_most_one_chunk_and_the_next_calls_continue(
+        self, redis_client: Any, keys: Keys
+    ) -> None:
+        """After a long worker outage: 1,200 reservations expired at once are released 500 per call."""
+        org = str(uuid.uuid4())
+        now = dt.datetime.now(dt.UTC)
+        q, r = service._quota_keys(keys, "org", org, service.limiter.month_key(now))
+        past = int(now.timestamp() * 1000) - 1000
+        await redis_client.zadd(r, {f"old-{i}": past for i in range(1200)})
+        await redis_client.hset(q, mapping={**{f"r:old-{i}": 10 for i in range(1200)}, "reserved": 12_000})
+        policy = UsagePolicy(org_id=org, monthly_token_budget=20_000)
+        p = Principal(kind="api_key", user_id=None, org_id=org, key_id=None)
+        reserved = []
+        for _ in range(3):
+            await _admit(redis_client, keys, p, policy, prompt=10, max_tokens=10)
+            reserved.append(await service.quota_usage(redis_client, keys, scope="org", ident=org, at=now))
+        # Each call released one chunk (500, then 500, then the last 200) and reserved its own 20 tokens.
+        assert [res for _, res in reserved] == [12_000 - 5_000 + 20, 12_000 - 10_000 + 40, 60]
+        assert await redis_client.zcard(r) == 3
