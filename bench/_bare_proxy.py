@@ -1,23 +1,90 @@
-"""A bare ASGI proxy for bench/gateway_overhead.py: the floor of any Python gateway on this stack.
+"""A bare ASGI proxy for the benchmarks: the floor of a Python gateway on this stack.
 
-The same uvicorn (uvloop + httptools) and upstream client (``inference.providers.wire``) as the streamer,
-forwarding the body to the upstream and its answer back (SSE line by line), with no authentication,
-Redis, accounting or logs.
-What the gateway adds beyond this is ours to cut; what this adds is the price of the stack.
+The same uvicorn (uvloop + httptools) as the streamer, forwarding the body to the upstream and its answer
+back (SSE line by line), with no authentication, Redis, accounting or logs. The upstream client is the
+streamer's (``wire``, ``inference.providers.wire``) unless another is named; the others are measured by
+``bench/upstream_clients.py`` (aiohttp is a test dependency; pyreqwest, rnet and aiosonic must be
+installed beside the project).
 
-    python bench/_bare_proxy.py PORT UPSTREAM_BASE_URL
+    python bench/_bare_proxy.py PORT UPSTREAM_BASE_URL [wire|aiohttp|pyreqwest|rnet|aiosonic]
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import uvicorn
 
-from aiaas.inference.providers import wire
-
 PORT, UPSTREAM = int(sys.argv[1]), sys.argv[2].rstrip("/")
+CLIENT = sys.argv[3] if len(sys.argv) > 3 else "wire"
+URL = UPSTREAM + "/chat/completions"
+Forward = Callable[[bytes], AsyncIterator[bytes]]
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def make_client() -> tuple[Forward, Callable[[], Awaitable[Any]]]:
+    """A function streaming the upstream's answer to a body, and one closing the client."""
+    if CLIENT == "wire":
+        from aiaas.inference.providers import wire
+
+        pool, origin = wire.Pool(limit=16, keepalive=60), wire.Origin.parse(URL)
+
+        async def forward_wire(body: bytes) -> AsyncIterator[bytes]:
+            resp = await pool.request(origin, body, [(b"Content-Type", b"application/json")], connect_timeout=5)
+            while line := await resp.readline():
+                yield line
+            resp.release()
+
+        return forward_wire, pool.close
+    if CLIENT == "aiohttp":
+        import aiohttp
+
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16), auto_decompress=False)
+
+        async def forward_aiohttp(body: bytes) -> AsyncIterator[bytes]:
+            async with session.post(URL, data=body, headers={"Content-Type": "application/json"}) as resp:
+                async for line in resp.content:
+                    yield line
+
+        return forward_aiohttp, session.close
+    if CLIENT == "pyreqwest":
+        from pyreqwest.client import ClientBuilder
+
+        client = await ClientBuilder().build().__aenter__()
+
+        async def forward_pyreqwest(body: bytes) -> AsyncIterator[bytes]:
+            resp = await client.post(URL).body_bytes(body).header("content-type", "application/json").build().send()
+            yield bytes(await resp.bytes())
+
+        return forward_pyreqwest, lambda: client.__aexit__(None, None, None)
+    if CLIENT == "rnet":
+        import rnet
+
+        rclient = rnet.Client()
+
+        async def forward_rnet(body: bytes) -> AsyncIterator[bytes]:
+            resp = await rclient.post(URL, body=body, headers={"content-type": "application/json"})
+            yield bytes(await resp.bytes())
+
+        return forward_rnet, _nothing
+    if CLIENT == "aiosonic":
+        import aiosonic
+
+        sonic = aiosonic.HTTPClient()
+
+        async def forward_aiosonic(body: bytes) -> AsyncIterator[bytes]:
+            resp = await sonic.post(URL, data=body, headers={"content-type": "application/json"})
+            yield await resp.content()
+
+        return forward_aiosonic, _nothing
+    raise SystemExit(f"unknown client {CLIENT!r}")
+
+
 STATE: dict[str, Any] = {}
 
 
@@ -26,11 +93,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                STATE["pool"] = wire.Pool(limit=16, keepalive=60)
-                STATE["origin"] = wire.Origin.parse(UPSTREAM + "/chat/completions")
+                STATE["forward"], STATE["close"] = await make_client()
                 await send({"type": "lifespan.startup.complete"})
             else:
-                await STATE["pool"].close()
+                await STATE["close"]()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     body = b""
@@ -39,13 +105,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    resp = await STATE["pool"].request(STATE["origin"], body, [(b"Content-Type", b"application/json")],
-                                       connect_timeout=5)
-    ctype = resp.headers.get("content-type", "application/json").encode()
-    await send({"type": "http.response.start", "status": resp.status, "headers": [(b"content-type", ctype)]})
-    while line := await resp.readline():
-        await send({"type": "http.response.body", "body": line, "more_body": True})
-    resp.release()
+    started = False
+    async for piece in STATE["forward"](body):
+        if not started:
+            ctype = b"text/event-stream" if piece.startswith(b"data:") else b"application/json"
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", ctype)]})
+            started = True
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+    if not started:
+        await send({"type": "http.response.start", "status": 502, "headers": []})
     await send({"type": "http.response.body", "body": b""})
 
 

@@ -1,10 +1,10 @@
 """A lean HTTP/1.1 client for OpenAI-compatible upstreams: keep-alive connections, httptools parsing.
 
 The gateway makes one upstream request per inference request, and the client's cost is paid on every one.
-Measured on our machine (a bare ASGI proxy in front of the fake upstream, concurrency 1, added p50):
-aiohttp 0.30 ms, pyreqwest 0.32, rnet 0.39, aiosonic 0.51, and a plain asyncio protocol with httptools
-0.19 ms. httptools (llhttp, the parser uvicorn runs on) does the parsing here, chunked bodies included;
-this module only keeps connections and hands bytes over:
+Measured on our machine (``bench/upstream_clients.py``: a bare ASGI proxy in front of the fake upstream,
+concurrency 1, added p50): this module 0.15 ms, pyreqwest 0.31, aiohttp 0.33, rnet 0.40, aiosonic 0.52.
+httptools (llhttp, the parser uvicorn runs on) does the parsing here, chunked bodies included; this
+module only keeps connections and hands bytes over:
 
 - ``Pool.request`` writes one ``POST`` on an idle keep-alive connection of the origin (or a new one,
   TLS for ``https``) and returns as soon as the status line and headers are in: a :class:`Response`
