@@ -137,19 +137,21 @@ async def clean_up(env: dict[str, str]) -> None:
     import aio_pika
     from redis.asyncio import Redis
 
-    redis = Redis.from_url(env.get("AIAAS_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    sys.path.insert(0, str(ROOT / "src"))
+    from aiaas.kernel.broker import exchange_name, queue_name
+    from aiaas.kernel.config import load_settings
+
+    settings = load_settings(env)
+    redis = Redis.from_url(settings.redis_url)
     try:
         async for key in redis.scan_iter(match=env["AIAAS_REDIS_PREFIX"] + "*", count=1000):
             await redis.delete(key)
     finally:
         await redis.aclose()
 
-    sys.path.insert(0, str(ROOT / "src"))
-    from aiaas.kernel.broker import exchange_name, queue_name
-
     prefix = env["AIAAS_BROKER_PREFIX"]
     queue = queue_name(prefix, "usage", "inference")
-    conn = await aio_pika.connect(env.get("AIAAS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+    conn = await aio_pika.connect(settings.amqp_url)
     try:
         ch = await conn.channel()
         for name in (queue, f"{queue}.dlq"):
