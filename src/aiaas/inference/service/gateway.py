@@ -85,6 +85,7 @@ class CallContext:
         "provider",
         "request_id",
         "reservation_id",
+        "saw_done",
         "started",
         "started_at",
         "status",
@@ -123,6 +124,7 @@ class CallContext:
         self.ended: float | None = None
         self.reservation_id: str | None = None
         self.admitted = False
+        self.saw_done = False
 
     def failed(self, exc: BaseException) -> None:
         """Record how the request failed before its response started."""
@@ -159,6 +161,7 @@ class CallContext:
             return event
         payload = event[5:]
         if payload.startswith((b" [DONE]", b"[DONE]")):
+            self.saw_done = True
             return event
         try:
             peek = _peek(payload)
@@ -383,8 +386,14 @@ class Gateway:
                 "message": f"The upstream stream was interrupted: {failure.detail}", "type": "server_error",
                 "param": None, "code": "upstream_stream_interrupted"}}) + b"\n\n"
         except BaseException:
-            ctx.status = "cancelled"
-            ctx.error_type = "client_disconnected"
+            if ctx.saw_done:
+                # The client had the whole stream, [DONE] included, and left before the upstream's end of
+                # body: nothing was cut short.
+                if ctx.error_type != "upstream_stream_error":
+                    ctx.status = "ok"
+            else:
+                ctx.status = "cancelled"
+                ctx.error_type = "client_disconnected"
             raise
         finally:
             ctx.ended = time.perf_counter()
