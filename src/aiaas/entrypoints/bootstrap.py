@@ -60,6 +60,20 @@ async def bounded(what: str, aw: Awaitable[Any], timeout: float) -> None:
         log.warning("shutdown: %s failed: %r", what, task.exception())
 
 
+async def cancel_bounded(what: str, task: asyncio.Task[Any] | None, timeout: float = 5.0) -> None:
+    """Cancel a background task at shutdown and wait for it at most ``timeout`` seconds.
+
+    ``await task`` after ``cancel()`` never returns when the task swallows the cancellation (aio-pika's
+    connection and channel setup can, if cancelled at the wrong moment); shutdown must not wait on that.
+    """
+    if task is None or task.done():
+        return
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        log.error("shutdown: %s ignored its cancellation for %.0fs; abandoned", what, timeout)
+
+
 class Container:
     """Every process-wide dependency of one role, created once and closed on shutdown."""
 

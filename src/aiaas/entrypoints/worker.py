@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from litestar import Litestar
 from prometheus_client import Gauge
 
-from aiaas.entrypoints.bootstrap import Container, bounded
+from aiaas.entrypoints.bootstrap import Container, bounded, cancel_bounded
 from aiaas.kernel.web import make_app
 
 log = logging.getLogger("aiaas.worker")
@@ -38,14 +37,23 @@ class ConsumerRuntime:
         self._lag_task = asyncio.create_task(self._watch_lag(), name="aiaas-consumer-lag")
 
     async def _watch_lag(self, interval: float = 5.0) -> None:
+        # Each probe (a passive declare on its own channel) is waited for with a bound but never cancelled:
+        # cancelling aio-pika mid-RPC tears the channel down in the background, can take the connection
+        # with it, and at times never returns - the worker's shutdown once hung there. A probe still
+        # running at the next tick is waited for again rather than doubled.
+        probes: dict[str, asyncio.Future[int]] = {}
         while True:
             for sub in self.container.subscriptions():
-                try:
-                    depth = await self.container.broker.queue_depth(sub)
-                except Exception as exc:  # queue not declared yet or broker down: keep the last value
-                    log.debug("consumer lag of %s unknown: %s", sub.source, type(exc).__name__)
-                    continue
-                CONSUMER_LAG.labels(sub.consumer, sub.source).set(depth)
+                probe = probes.get(sub.source)
+                if probe is None or probe.done():
+                    probe = probes[sub.source] = asyncio.ensure_future(self.container.broker.queue_depth(sub))
+                done, _ = await asyncio.wait({probe}, timeout=interval)
+                if not done:
+                    log.debug("consumer lag of %s unknown: no answer within %.0fs", sub.source, interval)
+                elif probe.exception() is not None:  # queue not declared yet or broker down: keep the last value
+                    log.debug("consumer lag of %s unknown: %s", sub.source, type(probe.exception()).__name__)
+                else:
+                    CONSUMER_LAG.labels(sub.consumer, sub.source).set(probe.result())
             await asyncio.sleep(interval)
 
     async def _run(self) -> None:
@@ -66,11 +74,8 @@ class ConsumerRuntime:
 
     async def stop(self) -> None:
         """Stop consuming and let in-flight messages finish."""
-        for task in (self._task, self._lag_task):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_bounded("consumer start-up", self._task)
+        await cancel_bounded("consumer lag watch", self._lag_task)
         for stop in reversed(self._stops):
             # In-flight messages get up to 30 s inside stop(); anything unacked is redelivered anyway.
             await bounded("consumer", stop(), 40)
@@ -101,10 +106,7 @@ class PeriodicJobs:
     async def stop(self) -> None:
         """Cancel the loops, then run each job once more so nothing collected is lost."""
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_bounded(f"periodic job {task.get_name()}", task)
         self._tasks.clear()
         for _, job in self.jobs:
             await bounded(f"final run of {job.__name__}", job(), 10)
