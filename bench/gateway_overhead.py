@@ -99,9 +99,32 @@ async def run(n: int, upstream_port: int, bare_port: int, gateway_port: int) -> 
                       f"{(statistics.mean(xs) - statistics.mean(d)) * 1000:9.3f}")
 
 
+async def throughput(url: str, model: str, clients: int, seconds: float) -> tuple[float, int]:
+    """Non-streamed requests per second with ``clients`` concurrent keep-alive connections, and failures."""
+    done = failed = 0
+    stop = time.perf_counter() + seconds
+
+    async def client(s: aiohttp.ClientSession) -> None:
+        nonlocal done, failed
+        while time.perf_counter() < stop:
+            try:
+                await one(s, url, model, False)
+                done += 1
+            except RuntimeError:
+                failed += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as s:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(s) for _ in range(clients)))
+        return done / (time.perf_counter() - started), failed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--throughput", type=float, default=0, metavar="SECONDS",
+                    help="also measure requests/s through the gateway at --clients connections (at most 60 s)")
+    ap.add_argument("--clients", type=int, default=32)
     args = ap.parse_args()
     n = max(10, min(args.requests, 20_000))
     up_port, bare_port, gw_port = free_port(), free_port(), free_port()
@@ -125,6 +148,13 @@ def main() -> None:
         wait(gw_port)
         KEY[0] = key_file.read_text().strip()
         asyncio.run(run(n, up_port, bare_port, gw_port))
+        if args.throughput > 0:
+            clients, seconds = max(1, min(args.clients, 256)), min(args.throughput, 60.0)
+            for name, port, model in (("direct", up_port, "fake"), ("gateway", gw_port, "bench/fake")):
+                rps, failed = asyncio.run(throughput(f"http://127.0.0.1:{port}/v1/chat/completions", model,
+                                                     clients, seconds))
+                print(f"\nthroughput {name}: {rps:.0f} non-streamed requests/s at {clients} connections"
+                      f" over {seconds:.0f} s ({failed} failed)")
     finally:
         for p in (gw, bare, upstream):
             p.terminate()

@@ -89,7 +89,8 @@ class Container:
         self.broker = Broker(settings)
         self.publisher = EventPublisher(self.broker, redis=self.redis, keys=self.keys,
                                         buffer_size=settings.event_buffer_size,
-                                        publish_timeout=settings.event_publish_timeout_seconds)
+                                        publish_timeout=settings.event_publish_timeout_seconds,
+                                        linger=settings.event_linger_ms / 1000)
         self.principal_cache = PrincipalCache(self.redis, self.keys, ttl_seconds=settings.principal_cache_ttl_seconds)
         self.last_used = auth_api.LastUsedRecorder(self.redis, self.keys)
         self._authenticator: Any = None

@@ -85,6 +85,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     local_model_chat_format: str | None = "gemma"
     event_buffer_size: Annotated[int, msgspec.Meta(ge=10, le=10_000_000)] = 10_000
     event_publish_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    event_linger_ms: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 0.0
     usage_redis_failure_mode: Literal["open", "closed"] = "closed"
     usage_ledger_batch_size: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 200
     usage_consumer_prefetch: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 512

@@ -1,8 +1,12 @@
 """Fire-and-forget publishing of integration events that never loses one.
 
 ``EventPublisher.emit`` is synchronous and never blocks or raises: it appends the event to a bounded
-in-process buffer and wakes one background task, which lingers a few milliseconds so events gather, then
-publishes them to RabbitMQ in batches with publisher confirms.
+in-process buffer and wakes one background task, which publishes what the buffer holds to RabbitMQ with
+publisher confirms, each publish started one loop iteration after the last. Under load, batches form by
+themselves: events arrive while a round of confirms is outstanding. Waiting for a batch to gather
+(``linger``, ``AIAAS_EVENT_LINGER_MS``) is off by default: at low concurrency it only moves the broker
+work of many requests into bursts that land inside later requests (added p50 0.60 -> 0.48 ms and p99
+1.5 -> 1.0 ms in ``bench/gateway_overhead.py`` without it; the same throughput at 32 connections).
 
 When RabbitMQ is unreachable (or a publish is not confirmed in time) or the buffer is full, events are
 **spilled** to a Redis stream, one per publishing context (``<context>:events:spill``), and a replayer
@@ -74,7 +78,7 @@ class EventPublisher:
         batch_size: int = 200,
         publish_timeout: float = 2.0,
         replay_interval: float = 1.0,
-        linger: float = 0.02,
+        linger: float = 0.0,
     ) -> None:
         self._broker = broker
         self._redis = redis

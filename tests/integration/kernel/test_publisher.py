@@ -13,6 +13,12 @@ from aiaas.kernel.config import Settings
 from aiaas.kernel.publisher import EventPublisher
 
 
+def _event(request_id: str) -> CompletionRecorded:
+    return CompletionRecorded(request_id=request_id, org_id="o", user_id=None, key_id="k", endpoint="chat.completions",
+                              model="m", deployment="d", provider="p", prompt_tokens=3, completion_tokens=5,
+                              total_tokens=8, ttfb_ms=1.0, latency_ms=2.0, status="ok", http_status=200)
+
+
 class TestEmit:
     async def test_event_is_delivered(self, settings: Settings) -> None:
         broker = Broker(settings)
@@ -27,23 +33,7 @@ class TestEmit:
                 consumer="analytics", source="inference", routing_keys=[CompletionRecorded.routing_key], handler=handler
             )
         )
-        event = CompletionRecorded(
-            request_id="req_1",
-            org_id="o",
-            user_id=None,
-            key_id="k",
-            endpoint="chat.completions",
-            model="m",
-            deployment="d",
-            provider="p",
-            prompt_tokens=3,
-            completion_tokens=5,
-            total_tokens=8,
-            ttfb_ms=1.0,
-            latency_ms=2.0,
-            status="ok",
-            http_status=200,
-        )
+        event = _event("req_1")
         try:
             publisher.emit("inference", event)
             msg = await asyncio.wait_for(got.get(), 10)
@@ -54,3 +44,32 @@ class TestEmit:
         decoded = msgspec.json.decode(msg.body, type=CompletionRecorded)
         assert decoded == event
         assert msg.message_id == event.event_id
+
+
+class TestLinger:
+    async def test_a_linger_gathers_events_into_one_later_batch(self, settings: Settings) -> None:
+        """``AIAAS_EVENT_LINGER_MS``: once idle, the publisher waits out the linger, then sends what gathered."""
+        broker = Broker(settings)
+        publisher = EventPublisher(broker, linger=1.0)
+        got: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+        async def handler(msg: AbstractIncomingMessage) -> None:
+            await got.put(msg)
+
+        stop = await broker.consume(Subscription(consumer="analytics", source="inference",
+                                                 routing_keys=[CompletionRecorded.routing_key], handler=handler))
+        events = [_event(f"req_l{i}") for i in range(3)]
+        try:
+            publisher.emit("inference", _event("req_first"))
+            await publisher.flush()  # confirmed: the publisher is idle again
+            await asyncio.wait_for(got.get(), 10)
+            for event in events:
+                publisher.emit("inference", event)
+            await asyncio.sleep(0.3)
+            assert got.empty()
+            ids = {(await asyncio.wait_for(got.get(), 10)).message_id for _ in events}
+        finally:
+            await stop()
+            await publisher.flush()
+            await broker.close()
+        assert ids == {e.event_id for e in events}
