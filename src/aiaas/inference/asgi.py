@@ -161,6 +161,9 @@ class InferenceEdge:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"Method {scope['method']} is not allowed on {scope['path']}",
                                        headers={"Allow": "POST"})
+            # A missing or malformed token is refused before the body is read; a well-formed one is resolved
+            # below, together with the model's catalog entry.
+            token = _token(scope)
             gateway = self._gateway()
             if gateway is None:
                 raise ServiceUnavailable("The inference gateway is starting.", code="starting",
@@ -175,7 +178,7 @@ class InferenceEdge:
             except AppError as exc:
                 invalid = exc
             principal, prefetched = await self._authenticate(
-                scope, gateway.prefetch_keys(parsed.model) if parsed is not None else ())
+                token, gateway.prefetch_keys(parsed.model) if parsed is not None else ())
             ctx = CallContext(request_id=state.get("request_id", ""), endpoint=route.endpoint,
                               principal=principal)
             if parsed is None:
@@ -221,17 +224,8 @@ class InferenceEdge:
             if ctx is not None and gateway is not None:
                 gateway.finish(ctx)
 
-    async def _authenticate(self, scope: Scope, keys: Sequence[str]) -> tuple[Principal, list[bytes | None] | None]:
-        header = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
-        token = bearer_token(header)
-        if token is None:
-            raise unauthenticated("Missing bearer token: send `Authorization: Bearer <API key or session token>`.")
-        principal, values = (await self._authenticator.authenticate_reading(token, keys) if token_kind(token)
-                             else (None, None))
+    async def _authenticate(self, token: str, keys: Sequence[str]) -> tuple[Principal, list[bytes | None] | None]:
+        principal, values = await self._authenticator.authenticate_reading(token, keys)
         if principal is None:
             raise unauthenticated("Invalid, expired or revoked API key or session token.")
         if not principal.has(PERMISSION, write=True):
@@ -269,6 +263,21 @@ class InferenceEdge:
             state["done"] = True
             watcher.cancel()
             await events.aclose()  # type: ignore[attr-defined]
+
+
+def _token(scope: Scope) -> str:
+    """The bearer token of the request; 401 when it is missing or cannot be one of ours."""
+    header = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            header = value.decode("latin-1")
+            break
+    token = bearer_token(header)
+    if token is None:
+        raise unauthenticated("Missing bearer token: send `Authorization: Bearer <API key or session token>`.")
+    if not token_kind(token):
+        raise unauthenticated("Invalid, expired or revoked API key or session token.")
+    return token
 
 
 def _processing_ms(ctx: CallContext) -> tuple[bytes, bytes]:

@@ -205,6 +205,13 @@ class TestAuthentication:
             assert_problem(reply, 401, "invalid_api_key", "authentication_error")
         assert len(auth.read) == 1  # malformed tokens never reach the resolver
 
+    async def test_a_malformed_token_is_refused_before_the_body_is_read(self) -> None:
+        app, _, auth = edge(Gateway(), max_body=10)
+        for token in (None, "not-a-token"):
+            reply = await call(app, "POST", "/v1/chat/completions", token=token, headers={"content-length": "99"})
+            assert reply.status == 401  # not 413: the oversized body was never read
+        assert auth.read == []
+
     async def test_invalid_body_without_credentials_is_401_not_400(self) -> None:
         app, _, _ = edge(Gateway())
         reply = await call(app, "POST", "/v1/chat/completions", token=None, body=b"{nope")
