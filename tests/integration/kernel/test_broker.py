@@ -28,7 +28,7 @@ class TestRoundTrip:
         async def handler(msg: AbstractIncomingMessage) -> None:
             await got.put(msg)
 
-        stop = await broker.consume(Subscription(consumer="usage", source="inference",
+        stop = await broker.consume(Subscription(consumer="roundtrip-test", source="inference",
                                                  routing_keys=["test.rt"], handler=handler))
         try:
             with tracer("t").start_as_current_span("producer") as span:
@@ -49,7 +49,7 @@ class TestRoundTrip:
             attempts.append(1)
             raise ValueError("poison")
 
-        stop = await broker.consume(Subscription(consumer="analytics", source="inference",
+        stop = await broker.consume(Subscription(consumer="dlq-test", source="inference",
                                                  routing_keys=["test.poison"], handler=handler, max_attempts=3))
         try:
             await broker.publish("inference", "test.poison", b"{}", message_id="p-1")
@@ -63,7 +63,7 @@ class TestRoundTrip:
         assert len(attempts) == 3
         conn = await broker.connect()
         ch = await conn.channel()
-        dlq = await ch.declare_queue(f"{settings.broker_prefix}aiaas.analytics.from.inference.dlq", durable=True)
+        dlq = await ch.declare_queue(f"{settings.broker_prefix}aiaas.dlq-test.from.inference.dlq", durable=True)
         msg = await dlq.get(timeout=5, fail=False)
         assert msg is not None and msg.message_id == "p-1"
         await msg.ack()

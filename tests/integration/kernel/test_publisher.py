@@ -30,7 +30,7 @@ class TestEmit:
 
         stop = await broker.consume(
             Subscription(
-                consumer="analytics", source="inference", routing_keys=[CompletionRecorded.routing_key], handler=handler
+                consumer="emit-test", source="inference", routing_keys=[CompletionRecorded.routing_key], handler=handler
             )
         )
         event = _event("req_1")
@@ -56,7 +56,7 @@ class TestLinger:
         async def handler(msg: AbstractIncomingMessage) -> None:
             await got.put(msg)
 
-        stop = await broker.consume(Subscription(consumer="analytics", source="inference",
+        stop = await broker.consume(Subscription(consumer="linger-test", source="inference",
                                                  routing_keys=[CompletionRecorded.routing_key], handler=handler))
         events = [_event(f"req_l{i}") for i in range(3)]
         try:
