@@ -71,8 +71,8 @@ _INFERENCE_HEADERS = {
     "openai-processing-ms": "Time the gateway took until the response started",
     "x-ratelimit-limit-requests": "The tightest requests-per-minute limit that applies",
     "x-ratelimit-remaining-requests": "Requests left in the current window",
-    "x-ratelimit-limit-tokens": "The tightest tokens-per-minute limit that applies",
     "x-ratelimit-reset-requests": "Time until the requests window resets (`20ms`, `1s`, `6m0s`)",
+    "x-ratelimit-limit-tokens": "The tightest tokens-per-minute limit that applies",
     "x-ratelimit-remaining-tokens": "Tokens left in the current window",
     "x-ratelimit-reset-tokens": "Time until the tokens window resets",
 }

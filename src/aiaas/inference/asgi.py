@@ -36,7 +36,9 @@ from aiaas.kernel.errors import (
     PROBLEM_JSON,
     UNHANDLED_DETAIL,
     AppError,
+    BodyTooLarge,
     Forbidden,
+    MethodNotAllowed,
     ServiceUnavailable,
     encode_problem,
     problem_for,
@@ -80,22 +82,6 @@ _STREAMING = "aiaas.inference.streaming"
 def route_permissions() -> list[tuple[str, str, Permission]]:
     """(method, path, permission) of every route served here, for the route-table audit."""
     return [("POST", path, PERMISSION) for path in ROUTES]
-
-
-class BodyTooLarge(AppError):
-    """The request body is over the configured limit."""
-
-    status = 413
-    type_slug = "payload-too-large"
-    title = "Request body too large"
-
-
-class MethodNotAllowed(AppError):
-    """Only POST is served on these paths."""
-
-    status = 405
-    type_slug = "method-not-allowed"
-    title = "Method not allowed"
 
 
 def _headers(pairs: dict[str, str]) -> list[tuple[bytes, bytes]]:

@@ -61,6 +61,22 @@ class ValidationFailed(AppError):
     title = "Validation failed"
 
 
+class MethodNotAllowed(AppError):
+    """The path exists but not for this method; set ``Allow`` in ``headers``."""
+
+    status = 405
+    type_slug = "method-not-allowed"
+    title = "Method not allowed"
+
+
+class BodyTooLarge(AppError):
+    """The request body is over ``AIAAS_MAX_REQUEST_BODY_BYTES``."""
+
+    status = 413
+    type_slug = "payload-too-large"
+    title = "Request body too large"
+
+
 class Unauthenticated(AppError):
     """No or invalid credentials."""
 
@@ -311,8 +327,10 @@ __all__ = [
     "UNHANDLED_DETAIL",
     "AppError",
     "BadRequest",
+    "BodyTooLarge",
     "Conflict",
     "Forbidden",
+    "MethodNotAllowed",
     "NotFound",
     "Problem",
     "ServiceUnavailable",

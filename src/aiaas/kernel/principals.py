@@ -47,13 +47,10 @@ class PrincipalCache:
     def _index(self, org_id: str, user_id: str) -> str:
         return self.keys("auth", "principals", org_id, user_id)
 
-    async def get(self, token_hash: str) -> Principal | Refused | None:
-        """The cached principal, :data:`REFUSAL` when the token is known bad, None on a miss."""
-        return self.decode(await self.redis.get(self.key(token_hash)))
-
     @staticmethod
     def decode(raw: bytes | None) -> Principal | Refused | None:
-        """An entry as read from Redis (by :meth:`get`, or by a caller that read it with other keys)."""
+        """An entry as read from Redis under :meth:`key`: the principal, :data:`REFUSAL` when the token is
+        known bad, None on a miss. Callers read it in their own ``MGET`` with other keys."""
         if raw is None:
             return None
         if raw == REFUSED:

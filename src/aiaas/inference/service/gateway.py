@@ -27,7 +27,7 @@ from aiaas.inference.events import CompletionRecorded
 from aiaas.inference.providers.base import Call, EventStream, UpstreamFailure, UpstreamReply
 from aiaas.inference.schemas import CatalogModel, Deployment, ErrorBodyPeek, ResponsePeek
 from aiaas.inference.service import metrics
-from aiaas.inference.service.admission import Admitter, Gate, GateClosed
+from aiaas.inference.service.admission import Admission, Admitter, Gate, GateClosed
 from aiaas.inference.service.catalog import CatalogCache
 from aiaas.inference.service.requests import CAPABILITY, Parsed
 from aiaas.inference.service.routing import Breakers, BreakerState, decode_state, order_deployments, retry_after_seconds
@@ -275,17 +275,17 @@ class Gateway:
         # Embeddings produce no completion tokens: reserve the input only, not the default completion cap.
         max_tokens = 0 if parsed.endpoint == "embeddings" else parsed.max_tokens
         gate = None if found.access_read else Gate(self.catalog.access_key(org_id), parsed.model)
+
+        def admit(gate: Gate | None) -> Awaitable[Admission]:
+            return self._admitter.admit(principal=principal, model=parsed.model, gate=gate, max_tokens=max_tokens,
+                                        estimated_prompt_tokens=parsed.estimated_prompt_tokens)
+
         try:
-            decision = await self._admitter.admit(principal=principal, model=parsed.model,
-                                                  estimated_prompt_tokens=parsed.estimated_prompt_tokens,
-                                                  max_tokens=max_tokens, gate=gate)
+            decision = await admit(gate)
         except GateClosed as closed:
             if not closed.miss or not await self._org_may_use(org_id, parsed.model):
                 raise _unknown_model(parsed.model) from None
-            # The org's policy was not cached; now it is, and it admits the model.
-            decision = await self._admitter.admit(principal=principal, model=parsed.model,
-                                                  estimated_prompt_tokens=parsed.estimated_prompt_tokens,
-                                                  max_tokens=max_tokens, gate=None)
+            decision = await admit(None)  # the org's policy was not cached; now it is, and it admits the model
         if gate is not None and not decision.enforced and not await self._org_may_use(org_id, parsed.model):
             # Redis went away between the two calls: admission failed open without reading the gate.
             raise _unknown_model(parsed.model)
