@@ -335,6 +335,9 @@ class Gateway:
                 if not failure.retryable:
                     break
                 continue
+            finally:
+                if half_open:  # the probe is over: the next one may go after the next cool-down
+                    await self.breakers.release_probe(dep)
             ctx.ttfb = time.perf_counter() - ctx.started
             ctx.deployment = dep.name
             ctx.provider = dep.provider

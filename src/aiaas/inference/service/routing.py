@@ -15,6 +15,7 @@ order with retries.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -123,6 +124,16 @@ class Breakers:
         except RedisUnavailable:
             return True  # no shared state to coordinate on: let this request probe
         return bool(ok)
+
+    async def release_probe(self, dep: Deployment) -> None:
+        """End this request's probe of ``dep``, whatever its outcome.
+
+        Without this a failed probe would hold the lock for its whole expiry (the first-byte timeout,
+        60 s by default), and a deployment that came back would see no traffic for that long although its
+        cool-down had passed. The expiry stays as the guard against a process that dies mid-probe.
+        """
+        with contextlib.suppress(*RedisUnavailable):
+            await self._redis.delete(self._key_of("inference", "probe", dep.id))  # type: ignore[operator]
 
     async def failure(self, model: str, dep: Deployment) -> None:
         """Count a failure; opens the breaker at the threshold (or re-opens a half-open one)."""
