@@ -197,15 +197,16 @@ class Container:
         """Connect what must be connected up front (the broker connects lazily on first use)."""
         if self.role in ("streamer", "all") and self.gateway is None:
             self._start_inference()
+        self.broker.declare_before_publishing(self._consumer_queues_of_what_we_publish())
         try:
             await self.broker.connect(timeout=self.settings.ready_timeout_seconds * 3)
-            await self._declare_consumer_queues()
+            await self.broker.declaring_channel()
         except Exception as exc:  # the broker may be down at start; /ready reports it and publishing retries
             log.warning("RabbitMQ not reachable at start: %s", type(exc).__name__)
         await self.publisher.start(PUBLISHES.get(self.role, ()))
 
-    async def _declare_consumer_queues(self) -> None:
-        """Declare the queues that consume what this role publishes, as the worker would.
+    def _consumer_queues_of_what_we_publish(self) -> list[Subscription]:
+        """The queues that consume what this role publishes: declared as the worker would declare them.
 
         RabbitMQ drops a message that no queue is bound for; without this, the events of requests served
         before the first worker ever started (a fresh install, say) would be lost to metering.
@@ -213,11 +214,7 @@ class Container:
         published = PUBLISHES.get(self.role, ())
         if self.role == "all":
             published = tuple(c for ctxs in PUBLISHES.values() for c in ctxs)
-        subs = [sub for sub in self.subscriptions() if sub.source in published]
-        if subs:
-            channel = await self.broker.declaring_channel()
-            for sub in subs:
-                await self.broker.declare_subscription(sub, channel)
+        return [sub for sub in self.subscriptions() if sub.source in published]
 
     async def stop(self) -> None:
         """Flush buffered events and usage stamps, then close every connection.

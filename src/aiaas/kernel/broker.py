@@ -77,6 +77,15 @@ class Broker:
         self._exchanges: dict[str, AbstractExchange] = {}
         self._lock = asyncio.Lock()
         self._tracer = tracer("aiaas.broker")
+        self._consumer_queues: tuple[Subscription, ...] = ()
+
+    def declare_before_publishing(self, subs: Sequence[Subscription]) -> None:
+        """Have the queues of ``subs`` declared on every new publishing channel, before anything is published.
+
+        RabbitMQ drops a message no queue is bound for, so a publisher that reached the broker before any
+        consumer (or only after an outage at start) would otherwise lose what it publishes first.
+        """
+        self._consumer_queues = tuple(subs)
 
     async def connect(self, *, timeout: float = 5.0) -> AbstractRobustConnection:
         """Open (once) the robust connection; it reconnects by itself after an outage."""
@@ -103,7 +112,10 @@ class Broker:
     async def _publish_channel(self) -> AbstractChannel:
         conn = await self.connect()
         if self._channel is None or self._channel.is_closed:
-            self._channel = await conn.channel(publisher_confirms=True)
+            channel = await conn.channel(publisher_confirms=True)
+            for sub in self._consumer_queues:
+                await self.declare_subscription(sub, channel)
+            self._channel = channel
             self._exchanges.clear()
         return self._channel
 
