@@ -32,6 +32,8 @@ from aiaas.kernel.tracing import setup_tracing
 
 log = logging.getLogger("aiaas.serve")
 
+_EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
 ROLES_OF: dict[str, tuple[str, ...]] = {
     "api": ("api",),
     "streamer": ("streamer",),
@@ -108,8 +110,10 @@ async def serve_listeners(settings: Settings, listeners: list[Listener]) -> None
                 srv.force_exit = True
             srv.should_exit = True
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in _EXIT_SIGNALS:
         loop.add_signal_handler(sig, request_exit, sig)
+    # Held back since start (see ``serve``): one that came while the apps were built is handled now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _EXIT_SIGNALS)
     await asyncio.gather(*(srv.serve(sockets=[lst.sock]) for srv, lst in zip(servers, listeners, strict=True)))
     await _cancel_leftovers(timeout=5.0)
     # A server that failed to start (lifespan error) exits without raising; make that visible.
@@ -149,6 +153,10 @@ def serve(settings: Settings, role: str, *, workers: int | None = None,
           on_bound: Callable[[list[Listener]], None] | None = None) -> int:
     """Run ``role`` (api, streamer, worker or all) with ``workers`` processes; returns an exit code."""
     workers = workers or settings.workers
+    # A SIGTERM that arrives while a process is still starting (importing, building its apps) must shut
+    # it down gracefully like any other, not kill it with the default action: hold the signals until
+    # their handlers are installed. Forked children inherit the mask.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _EXIT_SIGNALS)
     listeners = [Listener(r, port_of(settings, r), bind(settings.host, port_of(settings, r)))
                  for r in ROLES_OF[role]]
     if on_bound:
@@ -188,6 +196,7 @@ def _supervise(children: list[int]) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _EXIT_SIGNALS)
     worst = 0
     remaining = set(children)
     while remaining:
