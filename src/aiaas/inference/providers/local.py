@@ -58,6 +58,9 @@ class LocalRunner:
         self._max_queue = max_queue
         self._default_max_tokens = default_max_tokens
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aiaas-llama")
+        # The model's thread starts with the runner (the model itself loads on first use), so it belongs
+        # to the process's start-up rather than to whichever request comes first.
+        self._executor.submit(lambda: None)
         self._llm: Any = None
         self._admitted = 0  # running + waiting; touched only on the event loop
 
