@@ -11,6 +11,8 @@ Redis keys and broker names carry a per-session prefix, so two runs on one machi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
 import socket
 import uuid
@@ -20,12 +22,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import msgspec
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hyp_settings
 
 from aiaas.kernel.config import Settings, load_settings
 from support import OwnRedis
+
+pytest_plugins = ["leakcheck"]
 
 hyp_settings.register_profile("ci", max_examples=60, deadline=None,
                               suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -102,8 +107,12 @@ def database_name() -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(service_urls: dict[str, str], database_name: str) -> Iterator[Settings]:
-    """Settings for this session: its own migrated database, its own Redis and broker prefixes."""
+def session_settings(service_urls: dict[str, str], database_name: str) -> Iterator[Settings]:
+    """Settings of this session: its own migrated database, its own Redis and broker prefixes.
+
+    For fixtures wider than one test (a streamer shared by a module, say). A test itself takes
+    ``settings``, which narrows the prefixes to that test.
+    """
     base = urlsplit(service_urls["database"])
     db_url = base._replace(path=f"/{database_name}").geturl()
     env = {
@@ -125,8 +134,24 @@ def settings(service_urls: dict[str, str], database_name: str) -> Iterator[Setti
     _in_thread(migrate, settings)
     yield settings
     _in_thread(asyncio.run, _drop_database(service_urls["database"], database_name))
-    _in_thread(asyncio.run, _cleanup_redis(settings))
-    _in_thread(asyncio.run, _cleanup_broker(settings))
+    _in_thread(asyncio.run, _cleanup(settings))
+
+
+_test_counter = itertools.count(1)
+
+
+@pytest.fixture
+def settings(session_settings: Settings) -> Iterator[Settings]:
+    """The session's settings narrowed to one test: Redis keys, exchanges and queues of its own.
+
+    Whatever the test (or a process it starts) declares or writes under its prefixes is deleted after it,
+    so no test reads a message or a key another test left behind, whatever the order.
+    """
+    tag = f"t{next(_test_counter)}"
+    own = msgspec.structs.replace(session_settings, redis_prefix=f"{session_settings.redis_prefix}{tag}:",
+                                  broker_prefix=f"{session_settings.broker_prefix}{tag}.")
+    yield own
+    _in_thread(asyncio.run, _cleanup(own, broker=_broker_touched(own.broker_prefix)))
 
 
 def _in_thread(fn: Any, *args: Any) -> Any:
@@ -142,50 +167,92 @@ async def _drop_database(url: str, name: str) -> None:
         await conn.close()
 
 
+async def _cleanup(settings: Settings, *, broker: bool = True) -> None:
+    await _cleanup_redis(settings)
+    if broker:
+        await _cleanup_broker(settings)
+
+
+# Broker prefixes handed to child processes: what those declare is not in ``declared_names``.
+_child_prefixes: set[str] = set()
+
+
+def _broker_touched(prefix: str) -> bool:
+    from aiaas.kernel.broker import declared_names
+
+    return prefix in _child_prefixes or any(name.startswith(prefix) for _, name in declared_names)
+
+
 async def _cleanup_redis(settings: Settings) -> None:
     from redis.asyncio import Redis
 
     r = Redis.from_url(settings.redis_url)
     try:
-        async for key in r.scan_iter(match=f"{settings.redis_prefix}*", count=500):
-            await r.delete(key)
+        batch = [key async for key in r.scan_iter(match=f"{settings.redis_prefix}*", count=1000)]
+        for i in range(0, len(batch), 500):
+            await r.delete(*batch[i:i + 500])
     finally:
         await r.aclose()
 
 
+def _topology(prefix: str) -> set[tuple[str, str]]:
+    """Every exchange and queue the platform declares under ``prefix``, child processes' included (they
+    are not in this process's ``declared_names``)."""
+    from aiaas.kernel.broker import declared_names, exchange_name, queue_name
+    from aiaas.kernel.config import CONTEXTS
+
+    names = {(kind, name) for kind, name in declared_names if name.startswith(prefix)}
+    if prefix in _child_prefixes:
+        for context in CONTEXTS:
+            names.add(("exchange", exchange_name(prefix, context)))
+            for source in CONTEXTS:
+                q = queue_name(prefix, context, source)
+                names.update({("queue", q), ("queue", f"{q}.dlq"), ("exchange", f"{q}.dlx")})
+    return names
+
+
 async def _cleanup_broker(settings: Settings) -> None:
-    """Delete every queue and exchange this session declared (they all carry its prefix)."""
+    """Delete every queue and exchange declared under these settings' prefix."""
     import aio_pika
 
     from aiaas.kernel.broker import declared_names
 
+    prefix = settings.broker_prefix
+    names = _topology(prefix)
     conn = await aio_pika.connect(settings.amqp_url)
     try:
-        for kind, name in sorted(declared_names, reverse=True):
-            ch = await conn.channel()
-            try:
+        ch = await conn.channel()
+        for kind, name in sorted(names, reverse=True):  # queues before exchanges
+            if ch.is_closed:
+                ch = await conn.channel()
+            with contextlib.suppress(Exception):  # already gone, or never declared: nothing to clean
                 if kind == "queue":
                     await ch.queue_delete(name)
                 else:
                     await ch.exchange_delete(name)
-            except Exception:  # already gone: nothing to clean
-                pass
-            finally:
-                if not ch.is_closed:
-                    await ch.close()
+        if not ch.is_closed:
+            await ch.close()
     finally:
         await conn.close()
+    declared_names.difference_update(n for n in list(declared_names) if n[1].startswith(prefix))
+    _child_prefixes.discard(prefix)
 
 
-@pytest.fixture(scope="session")
-def session_env(settings: Settings) -> dict[str, str]:
-    """Environment variables that make a child ``aiaas`` process use this session's services."""
+def env_of(settings: Settings) -> dict[str, str]:
+    """Environment variables that make a child ``aiaas`` process use ``settings``' services and prefixes."""
+    _child_prefixes.add(settings.broker_prefix)
     env = dict(os.environ)
     for field in Settings.__struct_fields__:
         value = getattr(settings, field)
         if value is not None:
             env[f"AIAAS_{field.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
+
+
+@pytest.fixture
+def session_env(settings: Settings) -> dict[str, str]:
+    """Environment variables for a child ``aiaas`` process of this test (its own prefixes)."""
+    return env_of(settings)
 
 
 @pytest.fixture

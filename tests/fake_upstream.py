@@ -173,7 +173,8 @@ class FakeUpstream:
             loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
-            self._runner = web.AppRunner(self._app(), access_log=None, handler_cancellation=True)
+            # A stop ends in-flight streams within a second, as a crashing upstream would.
+            self._runner = web.AppRunner(self._app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
             loop.run_until_complete(site.start())
@@ -188,10 +189,17 @@ class FakeUpstream:
             raise RuntimeError("fake upstream did not start")
         return self
 
+    @property
+    def running(self) -> bool:
+        """Whether it serves now."""
+        return self._thread is not None
+
     def stop(self) -> None:
-        """Stop serving (open connections are closed)."""
+        """Stop serving: the listening socket and every open connection are closed before this returns."""
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
+            self._thread.join(30)
+            if self._thread.is_alive():
+                raise RuntimeError(f"fake upstream on port {self.port} did not stop")
         self._loop = None
         self._thread = None

@@ -13,6 +13,7 @@ from aiaas.auth import api as auth_api
 from aiaas.entrypoints.bootstrap import Container
 from aiaas.kernel.security import OrgRole, Principal, Scope
 from aiaas.orgs import api as orgs_api
+from support import FIXTURE_BCRYPT_ROUNDS
 
 PASSWORD = "correct horse battery staple"  # pragma: allowlist secret
 
@@ -36,7 +37,7 @@ async def person(container: Container, *, label: str = "u", platform_admin: bool
     email = f"{label}-{uuid.uuid4().hex[:10]}@example.com"
     async with container.db.unit_of_work("auth") as s:
         return await auth_api.create_user(s, email=email, password=PASSWORD, platform_admin=platform_admin,
-                                          rounds=container.settings.bcrypt_rounds, actor=None)
+                                          rounds=FIXTURE_BCRYPT_ROUNDS, actor=None)
 
 
 async def api_key(container: Container, *, user_id: str, org_id: str, role: OrgRole,

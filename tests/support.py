@@ -7,6 +7,11 @@ import subprocess
 import time
 import urllib.request
 
+# People made by fixtures get bcrypt's lowest cost: those tests are about access, not hashing, and at the
+# production cost (12, which the settings enforce) each one costs a quarter second of CPU to make and
+# another to sign in. The hashing and its cost are tested on their own (tests/unit/identity).
+FIXTURE_BCRYPT_ROUNDS = 4
+
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
@@ -15,7 +20,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, *, timeout: float = 30.0, status: int = 200) -> None:
+def wait_http(url: str, *, timeout: float = 60.0, status: int = 200) -> None:
     """Poll ``url`` until it answers ``status`` or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
     last: object = None
@@ -33,15 +38,30 @@ def wait_http(url: str, *, timeout: float = 30.0, status: int = 200) -> None:
 
 class TcpProxy:
     """A loopback TCP proxy to cut and restore a service under a running client (an outage from the
-    client's view, without touching the shared server)."""
+    client's view, without touching the shared server).
+
+    It runs on a thread and loop of its own, so it keeps relaying while the test's loop is blocked (a
+    test waiting synchronously for a server it started, say). ``close()`` stops it.
+    """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        import asyncio
+        import threading
+
         self.target = (target_host, target_port)
         self.port = free_port()
-        self._server: object | None = None
-        self._writers: set[object] = set()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name=f"tcp-proxy-{self.port}")
+        self._thread.start()
 
-    async def start(self) -> None:
+    async def _call(self, coro: object) -> None:
+        import asyncio
+
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))  # type: ignore[arg-type]
+
+    async def _start(self) -> None:
         import asyncio
 
         async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -69,23 +89,33 @@ class TcpProxy:
 
         self._server = await asyncio.start_server(handle, "127.0.0.1", self.port, reuse_address=True)
 
+    async def _cut(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()  # the listening socket closes now; open connections are reset below
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+
+    async def start(self) -> None:
+        """Listen and relay."""
+        await self._call(self._start())
+
     async def cut(self) -> None:
         """Refuse new connections and reset every open one."""
-        import asyncio
-
-        server = self._server
-        self._server = None
-        if server is not None:
-            server.close()  # type: ignore[attr-defined]
-        for w in list(self._writers):
-            transport = w.transport  # type: ignore[attr-defined]
-            transport.abort()
-        self._writers.clear()
-        await asyncio.sleep(0)
+        await self._call(self._cut())
 
     async def restore(self) -> None:
         """Accept connections again."""
-        await self.start()
+        await self._call(self._start())
+
+    async def close(self) -> None:
+        """Cut, then stop the proxy's thread."""
+        if self._thread.is_alive():
+            await self.cut()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop.close()
 
 
 class OwnRedis:

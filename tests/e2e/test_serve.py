@@ -15,26 +15,25 @@ from collections.abc import Iterator
 
 import pytest
 
+from aiaas.kernel.config import Settings
+from conftest import env_of
 from support import free_port, wait_http
 
 pytestmark = pytest.mark.e2e
 
-RUNNING: dict[str, subprocess.Popen[bytes]] = {}
-
-
-@pytest.fixture(scope="module")
-def running(session_env: dict[str, str]) -> Iterator[dict[str, int]]:
+@contextlib.contextmanager
+def serving(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, int]]]:
+    """``aiaas serve --role all --workers 2`` on free ports; stopped (its whole process group) on exit."""
     ports = {"api": free_port(), "streamer": free_port(), "worker": free_port()}
-    env = {**session_env, "AIAAS_API_PORT": str(ports["api"]), "AIAAS_STREAMER_PORT": str(ports["streamer"]),
-           "AIAAS_WORKER_PORT": str(ports["worker"])}
+    env = {**env, "AIAAS_API_PORT": str(ports["api"]), "AIAAS_STREAMER_PORT": str(ports["streamer"]),
+           "AIAAS_WORKER_PORT": str(ports["worker"]), "AIAAS_LOCAL_MODEL_ENABLED": "false"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen([sys.executable, "-m", "aiaas", "serve", "--role", "all", "--workers", "2"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         for port in ports.values():
             wait_http(f"http://127.0.0.1:{port}/health", timeout=60)
-        RUNNING["proc"] = proc
-        yield {**ports, "pid": proc.pid}
+        yield proc, ports
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -44,6 +43,12 @@ def running(session_env: dict[str, str]) -> Iterator[dict[str, int]]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def running(session_settings: Settings) -> Iterator[dict[str, int]]:
+    with serving(env_of(session_settings)) as (proc, ports):
+        yield {**ports, "pid": proc.pid}
 
 
 def _get(url: str) -> tuple[int, str, str]:
@@ -83,17 +88,17 @@ class TestMultiprocessMetrics:
         assert float(line.rsplit(" ", 1)[1]) >= 40
 
 
-def test_sigterm_stops_every_process_cleanly(running: dict[str, int]) -> None:
-    proc = RUNNING["proc"]
-    proc.send_signal(signal.SIGTERM)
-    code = proc.wait(timeout=30)
-    assert code == 0, (proc.stdout.read() if proc.stdout else b"").decode()[-3000:]
-    # The forked workers are gone too: nothing is left in the server's process group.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    pytest.fail("a worker process outlived the server by more than 10 s")
+def test_sigterm_stops_every_process_cleanly(session_env: dict[str, str]) -> None:
+    with serving(session_env) as (proc, _):
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        assert code == 0, (proc.stdout.read() if proc.stdout else b"").decode()[-3000:]
+        # The forked workers are gone too: nothing is left in the server's process group.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        pytest.fail("a worker process outlived the server by more than 10 s")

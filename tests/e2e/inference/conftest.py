@@ -23,7 +23,7 @@ from aiaas.kernel.http import RequestContext
 from aiaas.kernel.security import OrgRole, Principal, Scope
 from aiaas.orgs import api as orgs_api
 from fake_upstream import FakeUpstream
-from support import free_port, wait_http
+from support import FIXTURE_BCRYPT_ROUNDS, free_port, wait_http
 
 PASSWORD = "correct horse battery staple"  # pragma: allowlist secret
 
@@ -41,7 +41,8 @@ class Identities(msgspec.Struct):
 async def _person(container: Container, label: str) -> Any:
     email = f"{label}-{uuid.uuid4().hex[:10]}@example.com"
     async with container.db.unit_of_work("auth") as s:
-        return await auth_api.create_user(s, email=email, password=PASSWORD, rounds=12, actor=None)
+        return await auth_api.create_user(s, email=email, password=PASSWORD, rounds=FIXTURE_BCRYPT_ROUNDS,
+                                          actor=None)
 
 
 async def _key(container: Container, *, user: Any, org_id: str, role: OrgRole, **kw: Any) -> Any:
@@ -146,8 +147,8 @@ def upstreams() -> Iterator[dict[str, FakeUpstream]]:
 
 
 @pytest.fixture(scope="session")
-def running(settings: Settings, upstreams: dict[str, FakeUpstream]) -> Iterator[Running]:
-    s = msgspec.structs.replace(settings, inference_breaker_failures=2, inference_breaker_cooldown_seconds=1.0,
+def running(session_settings: Settings, upstreams: dict[str, FakeUpstream]) -> Iterator[Running]:
+    s = msgspec.structs.replace(session_settings, inference_breaker_failures=2, inference_breaker_cooldown_seconds=1.0,
                                 local_model_max_tokens=16)
     specs = catalog_specs(upstreams["a"], upstreams["b"], upstreams["c"], upstreams["d"])
     ids = with_thread(make_identities, s)
@@ -155,11 +156,15 @@ def running(settings: Settings, upstreams: dict[str, FakeUpstream]) -> Iterator[
     container = Container(s, role="streamer")
     app = RequestContext(streamer.create_app(container), role="streamer")
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", lifespan="on",
-                                           log_config=None, access_log=False))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", lifespan="on", log_config=None,
+                            access_log=False)
+    # Imports uvicorn's protocol modules here, not on the server's thread: two threads importing the same
+    # package at once can fail one of them (KeyError: 'uvicorn.protocols').
+    config.load()
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True, name="streamer")
     thread.start()
-    wait_http(f"http://127.0.0.1:{port}/health", timeout=30)
+    wait_http(f"http://127.0.0.1:{port}/health")
     yield Running(f"http://127.0.0.1:{port}/v1", upstreams, container, s, ids)
     server.should_exit = True
     thread.join(30)
@@ -184,7 +189,7 @@ def with_thread(fn: Any, *args: Any) -> Any:
     return out[0] if out else None
 
 
-def eventually(check: Any, *, timeout: float = 10.0) -> Any:
+def eventually(check: Any, *, timeout: float = 30.0) -> Any:
     """Poll ``check`` until it returns something truthy."""
     deadline = time.monotonic() + timeout
     while True:

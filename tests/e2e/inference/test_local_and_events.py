@@ -52,7 +52,9 @@ class TestEmbeddedModel:
             client(running).embeddings.create(model="local/gemma-3-270m", input="x")
 
 
-async def _collect(running: Running, trigger: Any, want: int) -> list[CompletionRecorded]:
+async def _collect(running: Running, trigger: Any, request_ids: set[str]) -> dict[str, CompletionRecorded]:
+    """The events of exactly the requests ``trigger`` makes (by request id): the streamer is shared, so other
+    tests' events may pass through the same exchange meanwhile."""
     conn = await aio_pika.connect(running.settings.amqp_url)
     try:
         ch = await conn.channel()
@@ -61,13 +63,15 @@ async def _collect(running: Running, trigger: Any, want: int) -> list[Completion
         q = await ch.declare_queue(f"test-{uuid.uuid4().hex}", exclusive=True, auto_delete=True)
         await q.bind(ex, routing_key=CompletionRecorded.routing_key)
         await asyncio.to_thread(trigger)
-        got: list[CompletionRecorded] = []
-        async with asyncio.timeout(20):
+        got: dict[str, CompletionRecorded] = {}
+        async with asyncio.timeout(60):
             async with q.iterator() as it:
                 async for message in it:
                     await message.ack()
-                    got.append(msgspec.json.decode(message.body, type=CompletionRecorded))
-                    if len(got) >= want:
+                    event = msgspec.json.decode(message.body, type=CompletionRecorded)
+                    if event.request_id in request_ids:
+                        got[event.request_id] = event
+                    if len(got) == len(request_ids):
                         break
         return got
     finally:
@@ -77,25 +81,30 @@ async def _collect(running: Running, trigger: Any, want: int) -> list[Completion
 class TestCompletionEvents:
     def test_one_event_per_request_with_every_field(self, running: Running) -> None:
         c = openai.OpenAI(base_url=running.base_url, api_key=running.keys["member"], max_retries=0, timeout=20)
+        rid = {name: f"req-events-{name}-{uuid.uuid4().hex}" for name in ("ok", "counted", "missing")}
 
         def trigger() -> None:
-            c.chat.completions.create(model="test/chat", messages=MSG)
-            list(c.chat.completions.create(model="test/no-usage", messages=MSG, stream=True))
+            c.chat.completions.create(model="test/chat", messages=MSG, extra_headers={"x-request-id": rid["ok"]})
+            list(c.chat.completions.create(model="test/no-usage", messages=MSG, stream=True,
+                                           extra_headers={"x-request-id": rid["counted"]}))
             with pytest.raises(openai.NotFoundError):
-                c.chat.completions.create(model="nope/none", messages=MSG)
+                c.chat.completions.create(model="nope/none", messages=MSG,
+                                          extra_headers={"x-request-id": rid["missing"]})
 
-        events = with_thread(_collect, running, trigger, 3)
-        by_model = {e.model: e for e in events}
-        ok = by_model["test/chat"]
+        events = with_thread(_collect, running, trigger, set(rid.values()))
+        assert set(events) == set(rid.values())  # an event for every request, the failed one too
+        ok = events[rid["ok"]]
+        assert ok.model == "test/chat"
         ids = running.ids
         assert (ok.org_id, ok.user_id, ok.key_id) == (ids.org_id, ids.user_ids["member"], ids.key_ids["member"])
         assert ok.endpoint == "chat.completions" and ok.deployment == "a" and ok.provider == "openai"
         assert (ok.prompt_tokens, ok.completion_tokens, ok.total_tokens) == (7, 3, 10)
         assert ok.status == "ok" and ok.http_status == 200 and ok.finish_reason == "stop"
         assert ok.ttfb_ms is not None and ok.latency_ms >= ok.ttfb_ms
-        assert ok.request_id.startswith("req_") and ok.started_at is not None
-        counted = by_model["test/no-usage"]
-        assert counted.stream and counted.status == "ok"
+        assert ok.started_at is not None
+        counted = events[rid["counted"]]
+        assert counted.model == "test/no-usage" and counted.stream and counted.status == "ok"
         assert counted.completion_tokens == 3 and counted.prompt_tokens > 0  # counted: no upstream usage
-        missing = by_model["nope/none"]
+        missing = events[rid["missing"]]
+        assert missing.model == "nope/none"
         assert missing.status == "error" and missing.http_status == 404 and missing.error_type == "model_not_found"

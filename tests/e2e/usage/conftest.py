@@ -56,11 +56,15 @@ def start_streamer(settings: Settings) -> Streamer:
     container = Container(settings, role="streamer")
     app = RequestContext(streamer.create_app(container), role="streamer")
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", lifespan="on",
-                                           log_config=None, access_log=False))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", lifespan="on", log_config=None,
+                            access_log=False)
+    # Imports uvicorn's protocol modules here, not on the server's thread: two threads importing the same
+    # package at once can fail one of them (KeyError: 'uvicorn.protocols').
+    config.load()
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True, name=f"streamer-{port}")
     thread.start()
-    wait_http(f"http://127.0.0.1:{port}/health", timeout=30)
+    wait_http(f"http://127.0.0.1:{port}/health")
     return Streamer(f"http://127.0.0.1:{port}/v1", container, server, thread)
 
 
@@ -117,12 +121,12 @@ async def _declare_usage_queue(settings: Settings) -> None:
 
 
 @pytest.fixture(scope="session")
-def usage_upstream(settings: Settings) -> Iterator[FakeUpstream]:
+def usage_upstream(session_settings: Settings) -> Iterator[FakeUpstream]:
     """A fake OpenAI upstream serving the ``usage/*`` models of the catalog."""
     up = FakeUpstream(free_port()).start()
-    with_thread(_seed, settings, up)
+    with_thread(_seed, session_settings, up)
     # The usage queue exists before the first event, as it does in production once a worker has run.
-    with_thread(_declare_usage_queue, settings)
+    with_thread(_declare_usage_queue, session_settings)
     yield up
     up.stop()
 

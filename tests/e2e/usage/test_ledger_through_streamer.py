@@ -122,7 +122,7 @@ class TestLedgerThroughStreamerFaults:
                 stop_worker(w)
             await client.close()
             streamer.stop()
-            await proxy.cut()
+            await proxy.close()
             await db.dispose()
         assert sent == N
         assert rows == N

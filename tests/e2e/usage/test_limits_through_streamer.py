@@ -42,9 +42,15 @@ HEADERS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ra
            "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def two_streamers(settings: Settings, usage_upstream: FakeUpstream) -> Iterator[tuple[Streamer, Streamer]]:
-    a, b = start_streamer(settings), start_streamer(settings)
+    """Two streamers of this test (its own Redis keys and queues), as two replicas would be."""
+    a = start_streamer(settings)
+    try:
+        b = start_streamer(settings)
+    except BaseException:
+        a.stop()
+        raise
     yield a, b
     a.stop()
     b.stop()

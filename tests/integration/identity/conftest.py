@@ -17,6 +17,7 @@ from aiaas.entrypoints.bootstrap import Container
 from aiaas.kernel.config import Settings
 from aiaas.kernel.http import RequestContext
 from aiaas.kernel.security import OrgRole, Principal
+from support import FIXTURE_BCRYPT_ROUNDS
 
 PASSWORD = "correct horse battery staple"  # pragma: allowlist secret
 ROLES = ("owner", "admin", "member", "viewer")
@@ -53,7 +54,7 @@ async def new_user(container: Container, *, platform_admin: bool = False, prefix
     email = f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
     async with container.db.unit_of_work("auth") as s:
         u = await auth_api.create_user(s, email=email, password=PASSWORD, platform_admin=platform_admin,
-                                       rounds=container.settings.bcrypt_rounds, actor=None)
+                                       rounds=FIXTURE_BCRYPT_ROUNDS, actor=None)
     return email, u.id
 
 
@@ -95,9 +96,9 @@ async def app_client(role: str, settings: Settings) -> AsyncIterator[AsyncTestCl
 
 
 @pytest.fixture(scope="session")
-def identity_settings(settings: Settings) -> Settings:
+def identity_settings(session_settings: Settings) -> Settings:
     """Every test logs in from the same test-client address: lift the per-address throttle (tested apart)."""
-    return msgspec.structs.replace(settings, login_max_attempts_per_address=1_000_000)
+    return msgspec.structs.replace(session_settings, login_max_attempts_per_address=1_000_000)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from aiaas.entrypoints import api
 from aiaas.entrypoints.bootstrap import Container
 from aiaas.kernel.config import Settings
 from aiaas.kernel.http import RequestContext
+from support import FIXTURE_BCRYPT_ROUNDS
 
 PASSWORD = "correct horse battery staple"  # pragma: allowlist secret
 TOKENS: dict[str, str] = {}
@@ -22,7 +23,8 @@ TOKENS: dict[str, str] = {}
 async def _login(c: AsyncTestClient[Any], container: Container, *, platform_admin: bool) -> str:
     email = f"cat-{uuid.uuid4().hex[:10]}@example.com"
     async with container.db.unit_of_work("auth") as s:
-        await auth_api.create_user(s, email=email, password=PASSWORD, platform_admin=platform_admin, rounds=12,
+        await auth_api.create_user(s, email=email, password=PASSWORD, platform_admin=platform_admin,
+                                   rounds=FIXTURE_BCRYPT_ROUNDS,
                                    actor=None)
     r = await c.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert r.status_code == 200, r.text

@@ -29,10 +29,14 @@ class Server:
         self.connections = 0
         self.requests: list[bytes] = []
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Server:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections += 1
+            task = asyncio.current_task()
+            if task is not None:
+                self._handlers.add(task)
             try:
                 while True:
                     head = await reader.readuntil(b"\r\n\r\n")
@@ -49,6 +53,8 @@ class Server:
                 pass
             finally:
                 writer.close()
+                if task is not None:
+                    self._handlers.discard(task)
 
         self._server = await asyncio.start_server(serve, "127.0.0.1", self.port, ssl=self.tls)
         return self
@@ -56,6 +62,11 @@ class Server:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        # Connections still open (kept alive by the client) end with the server.
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
 
     def origin(self, path: str = "/v1/chat/completions", scheme: str = "http") -> Origin:
         return Origin.parse(f"{scheme}://127.0.0.1:{self.port}{path}")

@@ -129,7 +129,7 @@ class TestOutages:
             assert await client.execute("PING") == b"PONG"
         finally:
             await client.aclose()
-            await proxy.cut()
+            await proxy.close()
 
     async def test_hung_server_times_out_quickly_and_recovers(self, own_redis: OwnRedis) -> None:
         _wait_port(own_redis)

@@ -39,7 +39,7 @@ class TestEmit:
             msg = await asyncio.wait_for(got.get(), 10)
         finally:
             await stop()
-            await publisher.flush()
+            await publisher.close()
             await broker.close()
         decoded = msgspec.json.decode(msg.body, type=CompletionRecorded)
         assert decoded == event
@@ -63,13 +63,18 @@ class TestLinger:
             publisher.emit("inference", _event("req_first"))
             await publisher.flush()  # confirmed: the publisher is idle again
             await asyncio.wait_for(got.get(), 10)
+            loop = asyncio.get_running_loop()
+            emitted = loop.time()
             for event in events:
                 publisher.emit("inference", event)
-            await asyncio.sleep(0.3)
-            assert got.empty()
-            ids = {(await asyncio.wait_for(got.get(), 10)).message_id for _ in events}
+            arrivals = []
+            for _ in events:
+                msg = await asyncio.wait_for(got.get(), 10)
+                arrivals.append((loop.time(), msg.message_id))
         finally:
             await stop()
-            await publisher.flush()
+            await publisher.close()
             await broker.close()
-        assert ids == {e.event_id for e in events}
+        assert {mid for _, mid in arrivals} == {e.event_id for e in events}
+        # None went before the linger was out, however slow the machine (a clock, not a sleep, decides).
+        assert min(t for t, _ in arrivals) - emitted >= 1.0

@@ -59,6 +59,6 @@ class TestBothDown:
             await broker.close()
             await direct.close()
             await dead_redis.aclose()
-            await proxy.cut()
+            await proxy.close()
         assert got == {ev.event_id for ev in events[:20]}
         assert publisher.dropped == 5

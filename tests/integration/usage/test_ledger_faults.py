@@ -113,7 +113,7 @@ class TestLedgerSurvivesFaults:
             await broker.close()
             await ch.close()
             await direct.close()
-            await proxy.cut()
+            await proxy.close()
         assert rows == len(events)
         assert totals == (len(events), sum(e.prompt_tokens for e in events),
                           sum(e.completion_tokens for e in events), sum(e.total_tokens for e in events))

@@ -34,8 +34,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(settings: Settings) -> World:
-    container = Container(settings, role="api")
+async def world(session_settings: Settings) -> World:
+    container = Container(session_settings, role="api")
     try:
         org = await org_with_keys(container, members={"a": OrgRole.MEMBER, "b": OrgRole.MEMBER})
         other = await org_with_keys(container, members={"a": OrgRole.MEMBER})
@@ -53,8 +53,8 @@ async def world(settings: Settings) -> World:
 
 
 @pytest.fixture(scope="module")
-async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    app = RequestContext(api.create_app(Container(settings, role="api")), role="api")
+async def client(session_settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+    app = RequestContext(api.create_app(Container(session_settings, role="api")), role="api")
     async with AsyncTestClient(app=app, raise_server_exceptions=False) as c:
         yield c
 
@@ -151,10 +151,11 @@ class TestPolicy:
         finally:
             c.headers.pop("authorization", None)
 
-    async def test_streamer_cache_sees_the_new_policy(self, settings: Settings, client: AsyncTestClient[Any],
-                                                      world: World) -> None:
+    async def test_streamer_cache_sees_the_new_policy(self, session_settings: Settings,
+                                                      client: AsyncTestClient[Any], world: World) -> None:
+        # The api client of this module and the streamer share the module's keys, as replicas do.
         org = world.org.id
-        streamer = Container(settings, role="streamer")
+        streamer = Container(session_settings, role="streamer")
         try:
             assert (await streamer.usage_policies.get(org)).rpm_limit is None
             r = await client.put(f"/v1/orgs/{org}/usage-policy", json={"rpm_limit": 5},
