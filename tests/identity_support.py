@@ -19,6 +19,25 @@ PASSWORD = "correct horse battery staple"  # pragma: allowlist secret
 
 
 @dataclass
+class Actor:
+    """A person signed in through the API: a session token, and an API key of theirs when they hold one."""
+
+    email: str
+    user_id: str
+    token: str  # session token
+    key: str | None = None  # an API key in the actor's org (all scopes)
+    key_id: str | None = None
+
+
+@dataclass
+class Tenant:
+    """An org and its people by role."""
+
+    org_id: str
+    actors: dict[str, Actor] = field(default_factory=dict)
+
+
+@dataclass
 class Key:
     secret: str
     id: str

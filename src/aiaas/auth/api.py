@@ -8,6 +8,7 @@ from __future__ import annotations
 from aiaas.auth.schemas import CreatedKey, Key, KeyCreate, KeyIdentity, Session, User
 from aiaas.auth.service import (
     LastUsedRecorder,
+    RoleLookup,
     create_service_account,
     create_user,
     disable_service_account,
@@ -31,6 +32,7 @@ __all__ = [
     "KeyCreate",
     "KeyIdentity",
     "LastUsedRecorder",
+    "RoleLookup",
     "Session",
     "User",
     "create_key",

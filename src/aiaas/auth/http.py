@@ -102,14 +102,19 @@ class KeyController(Controller):
     @post("/", opt={"permission": P.KEYS_MANAGE_OWN})
     async def create_key(self, org_id: str, data: KeyCreate, request: Request[Any, Any, Any],
                          principal: Principal, auth_session: AsyncSession, redis: Redis,
-                         keys: Keys) -> Response[CreatedKey]:
-        """Issue a key. The secret (`key`) is in this response only; store it now. Honours `Idempotency-Key`.
+                         keys: Keys, member_roles: service.RoleLookup) -> Response[CreatedKey]:
+        """Issue a key. The secret (`key`) is in this response only; store it now. Honours `Idempotency-Key`
+        (a replay answers 409: the secret is never shown twice).
 
         Set `service_account_id` (org owners and admins) to give the key to one of the org's service accounts.
+        A key never holds more than its creator: created with an API key, it gets at most that key's
+        scopes, models, limits and lifetime (omitted ones are inherited), else 403 `privilege_escalation`.
         """
         return await idempotent(
             request, principal=principal, redis=redis, keys=keys, context="auth", session=auth_session,
-            produce=lambda: service.create_key(auth_session, org_id=org_id, data=data, actor=principal))
+            secret_field="key",  # noqa: S106 - the name of the field that holds the secret
+            produce=lambda: service.create_key(auth_session, org_id=org_id, data=data, actor=principal,
+                                               roles=member_roles))
 
     @get("/", opt={"permission": P.KEYS_MANAGE_OWN})
     async def list_keys(self, org_id: str, principal: Principal, auth_session: AsyncSession,
@@ -137,15 +142,18 @@ class KeyController(Controller):
     @post("/{key_id:str}/rotate", opt={"permission": P.KEYS_MANAGE_OWN})
     async def rotate_key(self, org_id: str, key_id: str, data: KeyRotate, request: Request[Any, Any, Any],
                          principal: Principal, auth_session: AsyncSession, principal_cache: PrincipalCache,
-                         redis: Redis, keys: Keys) -> Response[CreatedKey]:
+                         redis: Redis, keys: Keys, member_roles: service.RoleLookup) -> Response[CreatedKey]:
         """Issue a successor with the same settings; the old key stays valid for `grace_seconds` (0 = revoke now).
 
-        Honours `Idempotency-Key`.
+        You receive the successor's secret, so a key that holds more than you (an owner's, for an admin) is
+        403 `privilege_escalation`. Honours `Idempotency-Key` (a replay answers 409).
         """
         return await idempotent(
             request, principal=principal, redis=redis, keys=keys, context="auth", session=auth_session,
+            secret_field="key",  # noqa: S106 - the name of the field that holds the secret
             produce=lambda: service.rotate_key(auth_session, principal_cache, org_id=org_id, key_id=key_id,
-                                               grace_seconds=data.grace_seconds, actor=principal))
+                                               grace_seconds=data.grace_seconds, actor=principal,
+                                               roles=member_roles))
 
 
 ROUTERS = [SessionController, UserController, KeyController]

@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 
 from aiaas.kernel.security import Scope
+from aiaas.kernel.text import label
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 EMAIL_PATTERN = rf"^[^@\s\x00-\x1f]{{1,64}}@{_LABEL}(?:\.{_LABEL})+\Z"
@@ -17,15 +18,15 @@ Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=EMAIL_
 Password = Annotated[str, msgspec.Meta(min_length=12, max_length=72,
                                        description="12 to 72 characters (at most 72 bytes in UTF-8).")]
 LoginPassword = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = label(max_length=200, description="1 to 200 characters, no control characters.")
+ModelName = label(max_length=200)
 PositiveLimit = Annotated[int, msgspec.Meta(ge=1, le=10_000_000_000)]
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Email and password of a person."""
 
-    email: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+    email: label(max_length=320)  # type: ignore[valid-type]
     password: LoginPassword
 
 
@@ -56,7 +57,7 @@ class UserCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     email: Email
     password: Password
-    name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    name: label(max_length=200, min_length=0) = ""  # type: ignore[valid-type]
     platform_admin: bool = False
 
 
@@ -74,10 +75,12 @@ class KeyCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name
     scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=3)] = msgspec.field(
         default_factory=lambda: [Scope.INFERENCE])
-    allowed_models: Annotated[list[ModelName], msgspec.Meta(max_length=200)] | None = None
-    rpm_limit: PositiveLimit | None = None
-    tpm_limit: PositiveLimit | None = None
-    expires_at: dt.datetime | None = None
+    # Left out (``UNSET``): none for a person's or a service account's key, and the creating key's own
+    # value when a key creates a key; ``null``: none (refused when the creating key has one).
+    allowed_models: Annotated[list[ModelName], msgspec.Meta(max_length=200)] | msgspec.UnsetType | None = msgspec.UNSET
+    rpm_limit: PositiveLimit | msgspec.UnsetType | None = msgspec.UNSET
+    tpm_limit: PositiveLimit | msgspec.UnsetType | None = msgspec.UNSET
+    expires_at: dt.datetime | msgspec.UnsetType | None = msgspec.UNSET
     service_account_id: str | None = None
 
 

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 import bcrypt
 import msgspec
@@ -18,27 +20,32 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.auth import repository as repo
+from aiaas.auth import throttle
 from aiaas.auth.models import ApiKey, AuditEvent, User
 from aiaas.auth.schemas import CreatedKey, Key, KeyCreate, KeyIdentity, Session
 from aiaas.auth.schemas import User as UserOut
 from aiaas.kernel.audit import AuditEntry, AuditFilter, audit_values, to_entry
 from aiaas.kernel.config import Settings
 from aiaas.kernel.db import after_commit
-from aiaas.kernel.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthenticated, ValidationFailed
+from aiaas.kernel.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
 from aiaas.kernel.events import utcnow, uuid7_str
 from aiaas.kernel.pagination import is_uuid
 from aiaas.kernel.principals import PrincipalCache
 from aiaas.kernel.redis import Keys, RedisUnavailable
 from aiaas.kernel.security import (
+    OrgRole,
     Permission,
     Principal,
     display_prefix,
     new_api_key,
     new_session_token,
+    role_rank,
     sha256_hex,
 )
 
 log = logging.getLogger("aiaas.auth")
+
+_T = TypeVar("_T")
 
 BCRYPT_MAX_BYTES = 72
 MIN_PASSWORD_LENGTH = 12
@@ -179,43 +186,17 @@ async def disable_service_account(session: AsyncSession, cache: PrincipalCache, 
 
 # --- Sessions and login -----------------------------------------------------------------------------
 
-async def _throttle(redis: Redis, name: str, *, limit: int, window: int, increment: bool) -> None:
-    if increment:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(name)
-            pipe.expire(name, window, nx=True)
-            pipe.ttl(name)
-            count, _, ttl = await pipe.execute()
-    else:
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.get(name)
-            pipe.ttl(name)
-            raw, ttl = await pipe.execute()
-        count = int(raw or 0) + 1
-    if count > limit:
-        retry = max(int(ttl), 1)
-        raise TooManyRequests(f"Too many login attempts; retry in {retry} seconds.", code="login_throttled",
-                              headers={"Retry-After": str(retry)})
-
-
 async def login(session: AsyncSession, redis: Redis, keys: Keys, settings: Settings, *, email: str,
                 password: str, address: str) -> Session:
-    """Check email and password (throttled per address and per account) and open a session in Redis."""
+    """Check email and password (throttled: see ``auth.throttle``) and open a session in Redis."""
     email = normalize_email(email)
-    await _throttle(redis, keys("auth", "login", "addr", address), limit=settings.login_max_attempts_per_address,
-                    window=settings.login_address_window_seconds, increment=True)
-    fail_key = keys("auth", "login", "fail", sha256_hex(email))
-    await _throttle(redis, fail_key, limit=settings.login_max_failures_per_account,
-                    window=settings.login_failure_window_seconds, increment=False)
+    attempt = throttle.LoginKeys.of(keys, email=email, address=address)
+    await throttle.admit_attempt(redis, attempt, settings)
     user = await repo.user_by_email(session, email)
     ok = await verify_password(password, user.password_hash if user else None, rounds=settings.bcrypt_rounds)
     if not ok or user is None or user.disabled_at is not None or user.kind != "person":
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(fail_key)
-            pipe.expire(fail_key, settings.login_failure_window_seconds, nx=True)
-            await pipe.execute()
         raise Unauthenticated("Email or password is wrong.", code="invalid_credentials")
-    await redis.delete(fail_key)
+    await throttle.succeeded(redis, attempt)
     token = new_session_token()
     principal = Principal(kind="session", user_id=str(user.id), platform_admin=user.platform_admin)
     ttl = settings.session_ttl_seconds
@@ -273,6 +254,48 @@ def _may_see(principal: Principal, k: ApiKey) -> bool:
     return principal.has(Permission.KEYS_MANAGE_ALL) or str(k.owner_id) == principal.user_id
 
 
+# What an org member's role is (the ``orgs`` context knows; the composition root passes this in).
+RoleLookup = Callable[[str, str], Awaitable[OrgRole | None]]  # (org_id, user_id) -> role
+
+
+def _escalation(what: str) -> Forbidden:
+    return Forbidden(f"You cannot hand out more than you hold: {what}.", code="privilege_escalation")
+
+
+def check_within(actor: Principal, *, role: OrgRole | None, scopes: Iterable[str],
+                 allowed_models: Iterable[str] | None, rpm_limit: int | None, tpm_limit: int | None,
+                 expires_at: dt.datetime | None) -> None:
+    """Refuse (403 ``privilege_escalation``) a key that would hold more than ``actor`` holds.
+
+    The invariant of every write that creates or hands out power (a new key, a rotated key's secret): the
+    key's owner's role is at most the actor's, and when the actor is itself an API key, the new key's
+    scopes are a subset of the actor's, its model allow-list is within the actor's, its RPM and TPM limits
+    are at most the actor's, and it expires no later than the actor does. A platform admin (a session;
+    keys never carry platform powers) holds everything.
+    """
+    if actor.platform_admin and actor.kind == "session":
+        return
+    if role_rank(role) > role_rank(actor.org_role):
+        raise _escalation(f"the key's owner is {role.value if role else 'none'}, you are "
+                          f"{actor.org_role.value if actor.org_role else 'not a member'}")
+    if actor.kind != "api_key":
+        return
+    if not set(scopes) <= set(actor.scopes):
+        raise Forbidden("A key cannot create a key with scopes it does not have.", code="scope_escalation")
+    if actor.allowed_models is not None and (allowed_models is None or not set(allowed_models) <= actor.allowed_models):
+        raise _escalation("the key may use models outside your key's allow-list")
+    for name, mine, theirs in (("rpm_limit", actor.rpm_limit, rpm_limit), ("tpm_limit", actor.tpm_limit, tpm_limit)):
+        if mine is not None and (theirs is None or theirs > mine):
+            raise _escalation(f"its {name} is above your key's ({mine})")
+    if actor.expires_at is not None and (expires_at is None or expires_at > actor.expires_at):
+        raise _escalation("it would outlive your key")
+
+
+def _given(value: _T | msgspec.UnsetType | None, default: _T | None) -> _T | None:
+    """A field of a request: ``default`` when it was left out, else what was sent (``None`` included)."""
+    return default if value is msgspec.UNSET else value  # type: ignore[return-value]
+
+
 async def _owner_for(session: AsyncSession, principal: Principal, org_id: str, data: KeyCreate) -> str:
     if data.service_account_id is None:
         if principal.user_id is None:
@@ -299,24 +322,39 @@ def _issue(*, org_id: str, owner_id: str, created_by: str | None, name: str, sco
     return secret, row
 
 
-async def create_key(session: AsyncSession, *, org_id: str, data: KeyCreate, actor: Principal) -> CreatedKey:
-    """Issue a key of ``org_id`` for the caller or one of the org's service accounts; the secret is returned once."""
+async def create_key(session: AsyncSession, *, org_id: str, data: KeyCreate, actor: Principal,
+                     roles: RoleLookup | None = None) -> CreatedKey:
+    """Issue a key of ``org_id`` for the caller or one of the org's service accounts; the secret is returned once.
+
+    The key never holds more than ``actor`` (:func:`check_within`). A key creating a key passes its own
+    restrictions on where the request leaves them out (its model allow-list, limits and expiry), so
+    "the same, but for another app" needs no arithmetic from the caller. ``roles`` gives the role of a
+    service-account owner in the org (required when ``data.service_account_id`` is set).
+    """
     owner_id = await _owner_for(session, actor, org_id, data)
     scopes = sorted({str(s) for s in data.scopes})
-    if actor.kind == "api_key" and not set(scopes) <= set(actor.scopes):
-        raise Forbidden("A key cannot create a key with scopes it does not have.", code="scope_escalation")
-    if data.expires_at is not None:
-        expires = data.expires_at if data.expires_at.tzinfo else data.expires_at.replace(tzinfo=dt.UTC)
+    by_key = actor.kind == "api_key"
+    expires = _given(data.expires_at, actor.expires_at if by_key else None)
+    if expires is not None:
+        expires = expires if expires.tzinfo else expires.replace(tzinfo=dt.UTC)
         if expires <= utcnow():
             raise ValidationFailed("`expires_at` is in the past.", param="expires_at",
                                    extra={"errors": [{"key": "expires_at", "message": "must be in the future",
                                                       "source": "body"}]})
-    else:
-        expires = None
-    models = sorted(set(data.allowed_models)) if data.allowed_models is not None else None
+    inherited_models = sorted(actor.allowed_models) if by_key and actor.allowed_models is not None else None
+    given_models = _given(data.allowed_models, inherited_models)
+    models = sorted(set(given_models)) if given_models is not None else None
+    rpm = _given(data.rpm_limit, actor.rpm_limit if by_key else None)
+    tpm = _given(data.tpm_limit, actor.tpm_limit if by_key else None)
+    owner_role = actor.org_role
+    if owner_id != actor.user_id:
+        if roles is None:
+            raise RuntimeError("create_key for a service account needs the org's role lookup")
+        owner_role = await roles(org_id, owner_id)
+    check_within(actor, role=owner_role, scopes=scopes, allowed_models=models, rpm_limit=rpm, tpm_limit=tpm,
+                 expires_at=expires)
     secret, row = _issue(org_id=org_id, owner_id=owner_id, created_by=actor.user_id, name=data.name, scopes=scopes,
-                         allowed_models=models, rpm_limit=data.rpm_limit, tpm_limit=data.tpm_limit,
-                         expires_at=expires)
+                         allowed_models=models, rpm_limit=rpm, tpm_limit=tpm, expires_at=expires)
     repo.add(session, row)
     await session.flush()
     _audit(session, actor, action="key.create", target_type="api_key", target_id=str(row.id), org_id=org_id,
@@ -367,11 +405,18 @@ async def revoke_key(session: AsyncSession, cache: PrincipalCache, *, org_id: st
 
 
 async def rotate_key(session: AsyncSession, cache: PrincipalCache, *, org_id: str, key_id: str,
-                     grace_seconds: int, actor: Principal) -> CreatedKey:
-    """Issue a successor with the same settings; the old key keeps working for ``grace_seconds`` only."""
+                     grace_seconds: int, actor: Principal, roles: RoleLookup) -> CreatedKey:
+    """Issue a successor with the same settings; the old key keeps working for ``grace_seconds`` only.
+
+    The actor receives the successor's secret, so rotating a key is handing it out: refused (403) when
+    the key holds more than the actor (an admin rotating an owner's key would get the owner's powers).
+    """
     old = await _visible_key(session, org_id=org_id, key_id=key_id, actor=actor, for_update=True)
     if key_status(old) != "active":
         raise Conflict(f"API key {key_id} is {key_status(old)} and cannot be rotated.", code="key_not_active")
+    owner_role = actor.org_role if str(old.owner_id) == actor.user_id else await roles(org_id, str(old.owner_id))
+    check_within(actor, role=owner_role, scopes=old.scopes, allowed_models=old.allowed_models,
+                 rpm_limit=old.rpm_limit, tpm_limit=old.tpm_limit, expires_at=old.expires_at)
     now = utcnow()
     secret, new = _issue(org_id=org_id, owner_id=str(old.owner_id), created_by=actor.user_id, name=old.name,
                          scopes=list(old.scopes), allowed_models=old.allowed_models, rpm_limit=old.rpm_limit,

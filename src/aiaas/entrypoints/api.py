@@ -6,12 +6,16 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from aiaas.auth import api as auth_api
 from aiaas.auth import http as auth_http
 from aiaas.entrypoints.bootstrap import Container, dependencies
 from aiaas.inference.http import CatalogAdminController
 from aiaas.inference.service.catalog import CatalogCache
+from aiaas.kernel.security import OrgRole
 from aiaas.kernel.web import make_app
+from aiaas.orgs import api as orgs_api
 from aiaas.orgs import http as orgs_http
 from aiaas.usage import http as usage_http
 
@@ -19,6 +23,16 @@ DESCRIPTION = (
     "Management API of aiaas: users, organizations, memberships, API keys, usage and analytics. "
     "Every error is an RFC 7807 problem document (application/problem+json)."
 )
+
+
+def _member_roles(orgs_session: AsyncSession) -> auth_api.RoleLookup:
+    """Roles of org members for ``auth`` (which knows keys, not memberships), read in this request's
+    ``orgs`` unit of work."""
+
+    async def role(org_id: str, user_id: str) -> OrgRole | None:
+        return await orgs_api.role_of(orgs_session, org_id=org_id, user_id=user_id)
+
+    return role
 
 
 def create_app(container: Container) -> Litestar:
@@ -39,6 +53,7 @@ def create_app(container: Container) -> Litestar:
     deps["usage_session"] = Provide(container.session_provider("usage"))
     deps["usage_sessions"] = Provide(lambda: container.session_factory("usage"), sync_to_thread=False)
     deps["usage_policies"] = Provide(lambda: policies, sync_to_thread=False)
+    deps["member_roles"] = Provide(_member_roles, sync_to_thread=False)
     return make_app(
         role="api",
         settings=container.settings,

@@ -3,6 +3,11 @@
 The first response is stored in Redis for 24 hours under (principal, key), once its transaction has
 committed. A retry with the same key and the same request replays it (``Idempotent-Replayed: true``);
 the same key with a different request is a 422; a retry while the first is still running is a 409.
+
+A response carrying a secret (a new API key) is stored without it (``secret_field``): a secret is shown
+once and never kept in Redis. Its replay is a 409 ``idempotency_secret_unavailable`` whose ``result``
+member is the rest of the first response (the key's id and metadata), so the client learns the key was
+made and can revoke it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class _Stored(msgspec.Struct):
     fingerprint: str
     status: int = 0
     body: bytes = b""
+    redacted: bool = False  # the body's secret was left out: replays cannot show it
 
 
 _enc = msgspec.msgpack.Encoder()
@@ -51,8 +57,12 @@ async def idempotent(
     session: AsyncSession,
     produce: Callable[[], Awaitable[Any]],
     status_code: int = 201,
+    secret_field: str | None = None,
 ) -> Response[Any]:
-    """Run ``produce`` once per (principal, Idempotency-Key); answer retries with the stored response."""
+    """Run ``produce`` once per (principal, Idempotency-Key); answer retries with the stored response.
+
+    ``secret_field``: a top-level field of the response that is a secret, never stored (see the module).
+    """
     header = request.headers.get(HEADER)
     if header is None:
         return Response(await produce(), status_code=status_code)
@@ -71,6 +81,10 @@ async def idempotent(
             raise _bad_key("This Idempotency-Key was used for a different request.")
         if stored.status == 0:
             raise Conflict("A request with this Idempotency-Key is still in progress.", code="idempotency_in_progress")
+        if stored.redacted:
+            raise Conflict("This request already succeeded; its secret was shown once and is not kept. Revoke "
+                           "what it created if the secret was lost, and make a new one.",
+                           code="idempotency_secret_unavailable", extra={"result": msgspec.json.decode(stored.body)})
         return Response(content=stored.body, status_code=stored.status, media_type="application/json",
                         headers={"Idempotent-Replayed": "true"})
     try:
@@ -79,10 +93,13 @@ async def idempotent(
         await redis.delete(name)
         raise
     encoded = msgspec.json.encode(result)
+    kept = encoded
+    if secret_field is not None:
+        kept = msgspec.json.encode({k: v for k, v in msgspec.to_builtins(result).items() if k != secret_field})
 
     async def remember() -> None:
-        await redis.set(name, _enc.encode(_Stored(fingerprint=fingerprint, status=status_code, body=encoded)),
-                        ex=TTL_SECONDS)
+        await redis.set(name, _enc.encode(_Stored(fingerprint=fingerprint, status=status_code, body=kept,
+                                                  redacted=secret_field is not None)), ex=TTL_SECONDS)
 
     after_commit(session, remember)
     return Response(content=encoded, status_code=status_code, media_type="application/json")

@@ -7,6 +7,7 @@ permission they need (``opt={"permission": Permission.X}``) or that they are pub
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -60,6 +61,14 @@ ROLE_PERMISSIONS: dict[OrgRole, frozenset[Permission]] = {
 # A platform admin may do everything, in every organization.
 PLATFORM_ADMIN_PERMISSIONS: frozenset[Permission] = frozenset(Permission)
 
+# Each role holds every permission of the roles below it: what "more than the actor holds" means for roles.
+ROLE_RANK: dict[OrgRole, int] = {OrgRole.VIEWER: 0, OrgRole.MEMBER: 1, OrgRole.ADMIN: 2, OrgRole.OWNER: 3}
+
+
+def role_rank(role: OrgRole | None) -> int:
+    """The rank of a role (-1 for none)."""
+    return ROLE_RANK.get(role, -1) if role is not None else -1
+
 
 def permissions_of(role: OrgRole | None, *, platform_admin: bool = False) -> frozenset[Permission]:
     """The permissions a role grants (all of them for a platform admin)."""
@@ -87,6 +96,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     rpm_limit: int | None = None
     tpm_limit: int | None = None
     token_budget: int | None = None
+    expires_at: dt.datetime | None = None  # an API key's expiry
 
     def has(self, permission: Permission, *, write: bool = False) -> bool:
         """Whether this principal may use ``permission``: its role grants it and, for an API key, its scopes do.

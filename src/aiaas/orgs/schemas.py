@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
 
 import msgspec
 
 from aiaas.kernel.audit import AuditEntry
 from aiaas.kernel.security import OrgRole
+from aiaas.kernel.text import label
 
-OrgName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="1 to 200 characters.")]
+OrgName = label(max_length=200, description="1 to 200 characters, no control characters.")
 
 
 class Org(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,7 +56,7 @@ class Member(msgspec.Struct, frozen=True, kw_only=True):
 class MemberAdd(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Add an existing user by email."""
 
-    email: Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
+    email: label(min_length=3, max_length=320)  # type: ignore[valid-type]
     role: OrgRole = OrgRole.MEMBER
 
 

@@ -18,7 +18,7 @@ from aiaas.kernel.errors import Conflict, Forbidden, NotFound
 from aiaas.kernel.events import utcnow, uuid7_str
 from aiaas.kernel.pagination import is_uuid
 from aiaas.kernel.principals import PrincipalCache
-from aiaas.kernel.security import OrgRole, Permission, Principal
+from aiaas.kernel.security import OrgRole, Permission, Principal, role_rank
 from aiaas.orgs import repository as repo
 from aiaas.orgs.models import AuditEvent, Membership, Organization
 from aiaas.orgs.schemas import Member, Org, ServiceAccount
@@ -124,10 +124,16 @@ async def delete_org(session: AsyncSession, auth_session: AsyncSession, cache: P
 # --- Members ----------------------------------------------------------------------------------------
 
 def _check_role_change(actor: Principal, *, current: OrgRole | None, new: OrgRole | None) -> None:
-    """Only owners (and platform admins) create, change or remove owners."""
-    touches_owner = current is OrgRole.OWNER or new is OrgRole.OWNER
-    if touches_owner and not (actor.platform_admin or actor.org_role is OrgRole.OWNER):
-        raise Forbidden("Only an owner can grant, change or remove the owner role.", code="owner_only")
+    """Nothing an actor changes may hold more than the actor: nobody grants a role above their own or
+    changes (or removes) a member who ranks above them, so only owners (and platform admins) touch owners."""
+    if actor.platform_admin:
+        return
+    mine = role_rank(actor.org_role)
+    if role_rank(new) > mine or role_rank(current) > mine:
+        if OrgRole.OWNER in (new, current):
+            raise Forbidden("Only an owner can grant, change or remove the owner role.", code="owner_only")
+        raise Forbidden("You cannot grant a role above your own or change a member who ranks above you.",
+                        code="privilege_escalation")
 
 
 async def list_members(session: AsyncSession, auth_session: AsyncSession, *, org_id: str, after_id: str | None,
@@ -177,6 +183,9 @@ async def change_role(session: AsyncSession, auth_session: AsyncSession, cache: 
     m = await _membership(session, org_id, user_id)
     current = OrgRole(m.role)
     _check_role_change(actor, current=current, new=role)
+    u = await auth_api.get_user(auth_session, user_id)
+    if role is OrgRole.OWNER and (u is None or u.kind != "person"):
+        raise Forbidden("A service account cannot be an owner.", code="service_account_owner")
     if current is OrgRole.OWNER and role is not OrgRole.OWNER and await repo.count_owners(session, org_id) <= 1:
         raise Conflict("An organization must keep at least one owner.", code="last_owner")
     m.role = role.value
@@ -184,7 +193,6 @@ async def change_role(session: AsyncSession, auth_session: AsyncSession, cache: 
     _audit(session, actor, action="member.role_change", target_type="user", target_id=user_id, org_id=org_id,
            details={"from": current.value, "to": role.value})
     after_commit(session, lambda: cache.drop_member(org_id, user_id))
-    u = await auth_api.get_user(auth_session, user_id)
     return Member(user_id=user_id, email=u.email if u else "", name=u.name if u else "", kind=u.kind if u else "",
                   role=role, joined_at=m.created_at)
 
@@ -211,6 +219,7 @@ async def create_service_account(session: AsyncSession, auth_session: AsyncSessi
     """A service account of the org with ``role`` (never owner): production apps hold its keys, not a person's."""
     if role is OrgRole.OWNER:
         raise Forbidden("A service account cannot be an owner.", code="service_account_owner")
+    _check_role_change(actor, current=None, new=role)
     user = await auth_api.create_service_account(auth_session, org_id=org_id, name=name, actor=actor)
     m = Membership(id=uuid7_str(), org_id=org_id, user_id=user.id, role=role.value)
     repo.add(session, m)

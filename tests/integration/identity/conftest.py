@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -17,6 +17,7 @@ from aiaas.entrypoints.bootstrap import Container
 from aiaas.kernel.config import Settings
 from aiaas.kernel.http import RequestContext
 from aiaas.kernel.security import OrgRole, Principal
+from identity_support import Actor, Tenant
 from support import FIXTURE_BCRYPT_ROUNDS
 
 PASSWORD = "correct horse battery staple"  # pragma: allowlist secret
@@ -25,21 +26,6 @@ ROLES = ("owner", "admin", "member", "viewer")
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-@dataclass
-class Actor:
-    email: str
-    user_id: str
-    token: str  # session token
-    key: str | None = None  # an API key in the actor's org (all scopes)
-    key_id: str | None = None
-
-
-@dataclass
-class Tenant:
-    org_id: str
-    actors: dict[str, Actor] = field(default_factory=dict)
 
 
 @dataclass

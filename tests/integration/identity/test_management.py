@@ -73,13 +73,35 @@ class TestAuditLog:
 
 class TestIdempotency:
     async def test_retry_replays_the_first_response(self, world: World, module_api: AsyncTestClient[Any]) -> None:
-        member = world.a.actors["member"]
-        headers = {**bearer(member.token), "Idempotency-Key": f"create-{uuid.uuid4()}"}
-        first = await module_api.post(f"/v1/orgs/{world.a.org_id}/keys", json={"name": "once"}, headers=headers)
-        again = await module_api.post(f"/v1/orgs/{world.a.org_id}/keys", json={"name": "once"}, headers=headers)
+        owner = world.a.actors["owner"]
+        headers = {**bearer(owner.token), "Idempotency-Key": f"org-{uuid.uuid4()}"}
+        name = f"idem-{uuid.uuid4().hex[:8]}"
+        first = await module_api.post("/v1/orgs", json={"name": name}, headers=headers)
+        again = await module_api.post("/v1/orgs", json={"name": name}, headers=headers)
         assert first.status_code == again.status_code == 201
         assert again.headers["idempotent-replayed"] == "true"
         assert again.json() == first.json()
+        orgs = (await module_api.get("/v1/orgs?limit=100", headers=bearer(owner.token))).json()["data"]
+        assert len([o for o in orgs if o["name"] == name]) == 1
+
+    async def test_a_key_secret_is_never_replayed_nor_kept(self, world: World, module_api: AsyncTestClient[Any],
+                                                           container: Container) -> None:
+        member = world.a.actors["member"]
+        idem = f"create-{uuid.uuid4()}"
+        headers = {**bearer(member.token), "Idempotency-Key": idem}
+        first = await module_api.post(f"/v1/orgs/{world.a.org_id}/keys", json={"name": "once"}, headers=headers)
+        assert first.status_code == 201
+        secret = first.json()["key"]
+        again = await module_api.post(f"/v1/orgs/{world.a.org_id}/keys", json={"name": "once"}, headers=headers)
+        assert again.status_code == 409, again.text
+        doc = again.json()
+        assert doc["code"] == "idempotency_secret_unavailable"
+        assert doc["result"]["api_key"]["id"] == first.json()["api_key"]["id"]  # what was made, to revoke it
+        assert secret not in again.text and "key" not in doc["result"]
+        # The stored first response holds no secret either.
+        stored = [await container.redis.get(k) async for k in container.redis.scan_iter(
+            match=f"{container.keys.prefix}auth:idem:*", count=1000)]
+        assert stored and not any(secret.encode() in (v or b"") for v in stored)
         keys = (await module_api.get(f"/v1/orgs/{world.a.org_id}/keys?name=once&limit=100",
                                      headers=bearer(member.token))).json()["data"]
         assert len([k for k in keys if k["name"] == "once"]) == 1
