@@ -7,11 +7,13 @@ Behaviour is chosen by the upstream model name the gateway sends (the deployment
 - ``no-usage``: like ``fake`` but never reports usage;
 - ``slow-first-byte``: waits ``slow_seconds`` before answering;
 - ``error-500`` / ``rate-limit`` / ``bad-request``: answers 500 / 429 / 400 with an OpenAI error body;
+- ``leaky-400``: answers 400 with an HTML body that is not OpenAI's error shape (and names a secret);
+- ``auth-401``: answers 401 with OpenAI's "incorrect API key" error (the gateway's credential is wrong);
 - ``drop-mid``: streams two content chunks, then drops the connection;
 - ``slow-stream``: streams one chunk every 50 ms for ``slow_chunks`` chunks (for disconnect tests).
 
 ``fail_with`` (settable at run time) makes every request answer that status; ``requests`` records each
-request body; ``cancelled`` counts streams whose client (the gateway) went away.
+request body and ``headers`` its headers; ``cancelled`` counts streams whose client (the gateway) went away.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class FakeUpstream:
         self.slow_chunks = slow_chunks
         self.fail_with: int | None = None
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.cancelled = 0
         self.served = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -81,9 +84,17 @@ class FakeUpstream:
     async def _generate(self, request: web.Request, *, legacy: bool) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        self.headers.append(dict(request.headers))
         model = body.get("model", "fake")
         if self.fail_with:
             return await self._error(self.fail_with)
+        if model == "leaky-400":
+            return web.Response(status=400, content_type="text/html",
+                                text="<html><body>db password: INTERNAL-SECRET-42</body></html>")
+        if model == "auth-401":
+            return web.json_response({"error": {"message": "Incorrect API key provided: sk-up****cret.",
+                                                "type": "invalid_request_error", "code": "invalid_api_key"}},
+                                     status=401)
         if model == "error-500":
             return await self._error(500)
         if model == "rate-limit":

@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.auth import api as auth_api
 from aiaas.inference.providers import wire
+from aiaas.inference.providers.credentials import CredentialResolver
+from aiaas.inference.providers.egress import EgressPolicy, parse_entries
 from aiaas.inference.providers.http import HttpUpstream, make_pool
 from aiaas.inference.providers.local import LocalRunner
 from aiaas.inference.service.admission import Admitter
@@ -24,7 +26,7 @@ from aiaas.inference.service.catalog import CatalogCache
 from aiaas.inference.service.gateway import Gateway
 from aiaas.inference.service.routing import Breakers
 from aiaas.kernel.broker import Broker, Subscription
-from aiaas.kernel.config import Settings
+from aiaas.kernel.config import ConfigError, Settings
 from aiaas.kernel.db import Database
 from aiaas.kernel.fastredis import make_hot_redis
 from aiaas.kernel.health import Check
@@ -72,6 +74,16 @@ async def cancel_bounded(what: str, task: asyncio.Task[Any] | None, timeout: flo
     done, _ = await asyncio.wait({task}, timeout=timeout)
     if not done:
         log.error("shutdown: %s ignored its cancellation for %.0fs; abandoned", what, timeout)
+
+
+def egress_policy(settings: Settings) -> EgressPolicy:
+    """The egress policy of upstream connections; a malformed setting fails the start, naming it."""
+    try:
+        return EgressPolicy(allow=parse_entries(settings.upstream_egress_allow),
+                            deny=parse_entries(settings.upstream_egress_deny),
+                            deny_internal=settings.env != "development")
+    except ValueError as exc:
+        raise ConfigError(f"AIAAS_UPSTREAM_EGRESS_ALLOW or _DENY is invalid: {exc}") from None
 
 
 class Container:
@@ -130,7 +142,8 @@ class Container:
     def _start_inference(self) -> None:
         s = self.settings
         self.upstream_pool = make_pool(pool_size=s.inference_upstream_pool_size,
-                                       keepalive_seconds=s.inference_upstream_keepalive_seconds)
+                                       keepalive_seconds=s.inference_upstream_keepalive_seconds,
+                                       egress=egress_policy(s))
         if s.local_model_enabled:
             self.local_runner = LocalRunner(model_path=s.local_model_path, n_ctx=s.local_model_context,
                                             n_threads=s.local_model_threads, max_queue=s.local_model_max_queue,
@@ -139,7 +152,9 @@ class Container:
         breakers = Breakers(self.redis, self.keys, failures=s.inference_breaker_failures,
                             cooldown=s.inference_breaker_cooldown_seconds)
         publisher = self.publisher
-        self.gateway = Gateway(catalog=self.catalog, breakers=breakers, http=HttpUpstream(self.upstream_pool),
+        credentials = CredentialResolver(directory=s.upstream_credentials_dir)
+        self.gateway = Gateway(catalog=self.catalog, breakers=breakers,
+                               http=HttpUpstream(self.upstream_pool, credentials),
                                local=self.local_runner, max_attempts=s.inference_max_attempts,
                                retry_budget=s.inference_retry_budget_seconds,
                                publish=lambda event: publisher.emit("inference", event),

@@ -9,6 +9,9 @@ interpret (tools, response_format, logprobs, seed, n, ...) reach the upstream by
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import urllib.parse
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -19,6 +22,14 @@ Provider = Literal["openai", "local"]
 _NonNeg = Annotated[int, msgspec.Meta(ge=0)]
 _Pos = Annotated[int, msgspec.Meta(ge=1)]
 
+# Above any model's context window: a larger cap is a mistake or an attack on the limiter's arithmetic.
+MAX_TOKENS_LIMIT = 1_048_576
+_MaxTokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS_LIMIT)]
+# A public model name as the catalog allows it (and nothing a log, a label or a database would choke on).
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9._:/-]+(?![\s\S])"
+_RequestModel = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=MODEL_NAME_PATTERN)]
+_Choices = Annotated[int, msgspec.Meta(ge=1, le=128)]
+
 
 # --- requests (only the fields the gateway reads or validates; everything else passes through) ---
 
@@ -27,23 +38,26 @@ class StreamOptions(msgspec.Struct, kw_only=True):
     include_usage: bool | None = None
 
 
-class ChatMessage(msgspec.Struct, kw_only=True):
-    """One message; content may be text, a list of parts, or null (assistant tool calls)."""
+ChatRole = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
-    role: Annotated[str, msgspec.Meta(min_length=1)]
+
+class ChatMessage(msgspec.Struct, kw_only=True):
+    """One message; content may be text, a list of parts, or null (only an assistant's tool calls)."""
+
+    role: ChatRole
     content: str | list[Any] | None = None
 
 
 class ChatCompletionRequest(msgspec.Struct, kw_only=True):
     """``POST /v1/chat/completions``: the validated part of the body."""
 
-    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    model: _RequestModel
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    max_tokens: _NonNeg | None = None
-    max_completion_tokens: _NonNeg | None = None
-    n: Annotated[int, msgspec.Meta(ge=1, le=128)] | None = None
+    max_tokens: _MaxTokens | None = None
+    max_completion_tokens: _MaxTokens | None = None
+    n: _Choices | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     stop: str | list[str] | None = None
@@ -53,12 +67,13 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True):
 class CompletionRequest(msgspec.Struct, kw_only=True):
     """``POST /v1/completions`` (legacy): the validated part of the body."""
 
-    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    model: _RequestModel
     prompt: str | list[str | int | list[int]]
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    max_tokens: _NonNeg | None = None
-    n: Annotated[int, msgspec.Meta(ge=1, le=128)] | None = None
+    max_tokens: _MaxTokens | None = None
+    n: _Choices | None = None
+    best_of: Annotated[int, msgspec.Meta(ge=1, le=20)] | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     stop: str | list[str] | None = None
@@ -68,7 +83,7 @@ class CompletionRequest(msgspec.Struct, kw_only=True):
 class EmbeddingRequest(msgspec.Struct, kw_only=True):
     """``POST /v1/embeddings``: the validated part of the body."""
 
-    model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    model: _RequestModel
     input: str | list[str | int | list[int]]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: _Pos | None = None
@@ -142,15 +157,56 @@ class ModelList(msgspec.Struct, kw_only=True):
 # --- the catalog (admin API, YAML file, and the Redis cache all use these) ---
 
 
-class DeploymentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """One place a model is served from. ``credential_ref`` names an environment variable (or a mounted
-    secret exposed as one) holding the upstream API key; the key itself is never stored."""
+# A credential reference: resolved by ``providers.credentials`` in a namespace of its own.
+CREDENTIAL_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(?![\s\S])"
+# What API keys look like (OpenAI's, Anthropic's and most OpenAI-compatible servers'): a reference that
+# does is a key pasted in the wrong place, and would be stored and shown in the catalog.
+_LOOKS_LIKE_A_KEY = re.compile(r"^(sk|pk|rk|key)[-_]", re.IGNORECASE)
+_URL_CHARS = re.compile(r"^[!-~]+\Z")  # printable ASCII: no space, no CR/LF, no control character
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}\.?\Z){_LABEL}(?:\.{_LABEL})*\.?\Z")
 
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
+
+def check_base_url(url: str) -> str:
+    """``url`` if it is a plain ``http(s)://host[:port][/path]`` URL; ``ValueError`` saying what is wrong.
+
+    Strict on purpose: the URL goes into a request line and a ``Host`` header, so anything a parser could
+    read two ways (whitespace, CR/LF, userinfo, a query or fragment, an empty or odd host) is refused.
+    """
+    if len(url) > 2048 or not _URL_CHARS.match(url):
+        raise ValueError("base_url must be at most 2048 printable ASCII characters, without spaces")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("base_url must start with http:// or https://")
+    if "@" in parts.netloc:
+        raise ValueError("base_url must not carry credentials; use credential_ref")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ValueError("base_url must not have a query or a fragment")
+    host = parts.hostname or ""
+    if not host:
+        raise ValueError("base_url must name a host")
+    if not _HOSTNAME.match(host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError("base_url's host is not a valid name or IP address") from None
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ValueError("base_url has an invalid port") from None
+    return url
+
+
+class DeploymentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One place a model is served from. ``credential_ref`` names the upstream API key in the gateway's
+    credential namespace (``UPSTREAM_CREDENTIAL_<NAME>`` or a file of ``AIAAS_UPSTREAM_CREDENTIALS_DIR``);
+    the key itself is never stored."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+(?![\s\S])")]
     provider: Provider = "openai"
-    upstream_model: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-    base_url: Annotated[str, msgspec.Meta(pattern=r"^https?://")] | None = None
-    credential_ref: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    upstream_model: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[!-~]+(?![\s\S])")]
+    base_url: Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://")] | None = None
+    credential_ref: Annotated[str, msgspec.Meta(pattern=CREDENTIAL_REF_PATTERN)] | None = None
     weight: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 1
     priority: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
     connect_timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 3.0
@@ -160,11 +216,19 @@ class DeploymentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, o
     context_length: _Pos | None = None
     enabled: bool = True
 
+    def __post_init__(self) -> None:
+        if self.base_url is not None:
+            check_base_url(self.base_url)
+        if self.credential_ref is not None and _LOOKS_LIKE_A_KEY.match(self.credential_ref):
+            raise ValueError("credential_ref looks like an API key: put the key in the environment variable "
+                             "UPSTREAM_CREDENTIAL_<NAME> (or a file of AIAAS_UPSTREAM_CREDENTIALS_DIR) and "
+                             "reference NAME")
+
 
 class ModelSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """A public model name and the deployments serving it."""
 
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:/-]+$")]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=MODEL_NAME_PATTERN)]
     owned_by: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "aiaas"
     capabilities: list[Capability] = msgspec.field(default_factory=lambda: ["chat", "completions"])
     context_length: _Pos | None = None

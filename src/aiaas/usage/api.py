@@ -35,6 +35,7 @@ async def admit(
     model: str,
     estimated_prompt_tokens: int,
     max_tokens: int | None,
+    choices: int = 1,
     policy: UsagePolicy | None = None,
     policies: PolicyStore | None = None,
     gate: Gate | None = None,
@@ -46,9 +47,11 @@ async def admit(
     cache, and the script runs once more with it) or ``policy`` (an explicit policy, e.g. in tests).
 
     Checks RPM and TPM of the API key (its ``rpm_limit``/``tpm_limit``) and of the org (``policy``), and
-    reserves the request's maximum cost (``estimated_prompt_tokens + max_tokens``, or the policy's
-    ``default_max_tokens`` when the request sets none) against the org's monthly budget and the key's
-    ``token_budget``. Either everything is charged or nothing is.
+    reserves the request's maximum cost (``estimated_prompt_tokens + choices * max_tokens``, with the
+    policy's ``default_max_tokens`` when the request sets none; ``choices`` is how many completions the
+    upstream is asked for, OpenAI's ``n``) against the org's monthly budget and the key's
+    ``token_budget``. Either everything is charged or nothing is; arguments out of range (negative, or
+    above ``MAX_ADMITTED_TOKENS``) raise ``BadRequest`` before Redis is touched.
 
     Raises ``kernel.errors.TooManyRequests`` (429) with code ``rate_limit_exceeded`` or
     ``insufficient_quota`` and ``Retry-After`` plus the ``x-ratelimit-*`` headers. When Redis is
@@ -64,7 +67,7 @@ async def admit(
     """
     return await service.admit(redis, keys, principal=principal, model=model,
                                estimated_prompt_tokens=estimated_prompt_tokens, max_tokens=max_tokens,
-                               policy=policy, policies=policies, gate=gate)
+                               choices=choices, policy=policy, policies=policies, gate=gate)
 
 
 def ready_state(checks: Mapping[str, str] | None = None) -> Mapping[str, str]:

@@ -110,9 +110,7 @@ class UsageController(Controller):
             async with usage_sessions() as session:
                 n = 0
                 async for rec in service.export_usage(session, flt):
-                    writer.writerow(["" if getattr(rec, c) is None else
-                                     (getattr(rec, c).isoformat() if c == "occurred_at" else getattr(rec, c))
-                                     for c in service.CSV_COLUMNS])
+                    writer.writerow(service.csv_row(rec))
                     n += 1
                     if n % 500 == 0:
                         yield buf.getvalue()

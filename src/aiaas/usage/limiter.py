@@ -45,12 +45,13 @@ WINDOW_MS = 60_000
 # ARGV: reservation id, window ms, reservation ttl ms, prompt tokens, max_tokens (-1 = none: the policy's
 # default_max_tokens), quota keys' expiry (ms epoch), has key (0/1), key rpm, key tpm, key budget (-1 =
 # no limit), then the policy JSON, or '' to read it from KEYS[1], then the gate's member ('' = no gate;
-# otherwise the last KEYS entry holds the gate's allow-list: a JSON array, or null for no restriction).
+# otherwise the last KEYS entry holds the gate's allow-list: a JSON array, or null for no restriction),
+# then the number of choices the completion cap is multiplied by (OpenAI's ``n``; absent = 1).
 # Returns {admitted, reason, retry_ms, lreq, rreq, treq, ltok, rtok, ttok, cost, completion, too_large_tpm}
 # with reason '' (admitted), 'rpm', 'tpm', 'quota', 'too_large:<scope>' (cost exceeds a whole TPM limit;
 # nothing charged), 'no_policy' (KEYS[1] absent or unreadable: nothing read or charged; call again with
-# the policy in ARGV), 'gate_closed' (the allow-list does not hold the member) or 'gate_miss' (no
-# allow-list cached); nothing is charged for either.
+# the policy in ARGV), 'gate_closed' (the allow-list does not hold the member), 'gate_miss' (no
+# allow-list cached) or 'invalid' (a number out of range); nothing is charged for any of these.
 ADMIT = """
 local member = ARGV[12]
 if member and member ~= '' then
@@ -85,8 +86,19 @@ local window = tonumber(ARGV[2])
 local resv_ttl = tonumber(ARGV[3])
 local prompt = tonumber(ARGV[4])
 local completion = tonumber(ARGV[5])
+local choices = tonumber(ARGV[13] or '1')
+-- Every number is checked before anything is written: a script that fails half-way leaves its earlier
+-- writes in place (Redis does not roll a script back), and a value HINCRBY cannot take would do that.
+local function bad(v, low)
+  return v == nil or v ~= v or v < low or v > 1099511627776 or math.floor(v) ~= v
+end
+if bad(prompt, 0) or bad(completion, -1) or bad(choices, 1) or choices > 128 then
+  return {0, 'invalid', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1}
+end
 if completion < 0 then completion = lim(policy['default_max_tokens']) end
+if bad(completion, -1) then return {0, 'invalid', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1} end
 if completion < 0 then completion = 4096 end
+completion = completion * choices
 local cost = prompt + completion
 local quota_expire_at = tonumber(ARGV[6])
 local has_key = ARGV[7] == '1'

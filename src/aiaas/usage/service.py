@@ -110,6 +110,24 @@ def _headers(values: Sequence[int]) -> dict[str, str]:
     return out
 
 
+# The most tokens one request may reserve: far above any real request, and far below 2**53, so the
+# limiter's arithmetic (Lua numbers are doubles; HINCRBY takes 64-bit integers) stays exact.
+MAX_ADMITTED_TOKENS = 2**40
+MAX_CHOICES = 128
+
+
+def _admission_numbers(prompt: int, max_tokens: int | None, choices: int) -> tuple[int, int, int]:
+    """The admission script's numeric arguments, checked; ``BadRequest`` before Redis sees a bad one."""
+    if not 0 <= prompt <= MAX_ADMITTED_TOKENS:
+        raise BadRequest("The request is too large to admit.", code="request_too_large")
+    if max_tokens is not None and not 0 <= max_tokens <= MAX_ADMITTED_TOKENS:
+        raise BadRequest(f"max_tokens must be between 0 and {MAX_ADMITTED_TOKENS}.", param="max_tokens",
+                         code="invalid_max_tokens")
+    if not 1 <= choices <= MAX_CHOICES:
+        raise BadRequest(f"n must be between 1 and {MAX_CHOICES}.", param="n", code="invalid_n")
+    return int(prompt), -1 if max_tokens is None else int(max_tokens), int(choices)
+
+
 async def admit(
     redis: Redis | PipelinedRedis,
     keys: Keys,
@@ -118,6 +136,7 @@ async def admit(
     model: str,
     estimated_prompt_tokens: int,
     max_tokens: int | None,
+    choices: int = 1,
     policy: UsagePolicy | None = None,
     policies: PolicyStore | None = None,
     gate: Gate | None = None,
@@ -131,8 +150,7 @@ async def admit(
     if (policy is None) == (policies is None):
         raise TypeError("admit() takes exactly one of policy= and policies=")
     org_id = principal.org_id or (policy.org_id if policy is not None else "")
-    prompt = max(0, int(estimated_prompt_tokens))
-    completion_arg = -1 if max_tokens is None else max(0, int(max_tokens))
+    prompt, completion_arg, choices = _admission_numbers(estimated_prompt_tokens, max_tokens, choices)
 
     rid = limiter.new_reservation_id()
     now = limiter.month_of_reservation(rid)
@@ -153,10 +171,12 @@ async def admit(
 
     try:
         res = await limiter.ADMIT_SCRIPT(redis, script_keys, *argv,
-                                         _policy_encoder.encode(policy) if policy is not None else "", member)
+                                         _policy_encoder.encode(policy) if policy is not None else "", member,
+                                         choices)
         if _s(res[1]) == "no_policy" and policies is not None:
             policy = await policies.load(org_id)
-            res = await limiter.ADMIT_SCRIPT(redis, script_keys, *argv, _policy_encoder.encode(policy), member)
+            res = await limiter.ADMIT_SCRIPT(redis, script_keys, *argv, _policy_encoder.encode(policy), member,
+                                             choices)
     except RedisUnavailable as exc:
         HEALTH.failed()
         if policy is None and policies is not None:
@@ -174,12 +194,14 @@ async def admit(
     admitted, reason, retry_ms = int(res[0]), _s(res[1]), int(res[2])
     if reason in ("gate_closed", "gate_miss"):
         raise GateClosed(miss=reason == "gate_miss")
+    if reason == "invalid":  # checked in Python first; the script checks again before it writes
+        raise BadRequest("The request's token counts are out of range.", code="request_too_large")
     cost, completion = int(res[9]), int(res[10])
     if reason.startswith("too_large:"):
         # A request larger than a whole limit can never pass: say so instead of a Retry-After that lies.
         ADMISSIONS.labels("too_large").inc()
         raise TooManyRequests(
-            f"Request too large: it may use {cost} tokens (prompt {prompt} + max_tokens {completion}) but "
+            f"Request too large: it may use {cost} tokens (prompt {prompt} + completions {completion}) but "
             f"the {reason.partition(':')[2]}'s limit is {int(res[11])} tokens per minute. Lower max_tokens or "
             "shorten the prompt.", code="rate_limit_exceeded", param="max_tokens")
     headers = _headers(res[3:9])
@@ -191,7 +213,7 @@ async def admit(
         wait = (limiter.month_end(now) - now).total_seconds()
         raise TooManyRequests(
             f"You exceeded your organization's monthly token budget: this request needs up to {cost} tokens "
-            f"(prompt {prompt} + max_tokens {completion}). The budget renews at the start of next month (UTC).",
+            f"(prompt {prompt} + completions {completion}). The budget renews at the start of next month (UTC).",
             code="insufficient_quota",
             headers={**headers, "Retry-After": str(limiter.retry_after_seconds(wait * 1000))},
         )
@@ -350,6 +372,28 @@ async def list_usage(session: AsyncSession, flt: UsageFilter, *, cursor: str | N
 CSV_COLUMNS = ("occurred_at", "event_id", "request_id", "org_id", "key_id", "user_id", "endpoint", "model",
                "deployment", "provider", "status", "http_status", "prompt_tokens", "completion_tokens",
                "total_tokens", "ttfb_ms", "latency_ms", "stream", "finish_reason", "error_type")
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): a model name or a
+# request id a tenant chose could otherwise run in the spreadsheet of whoever opens the export.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_row(rec: UsageRecord) -> list[str]:
+    """The CSV cells of one ledger row, in ``CSV_COLUMNS`` order; text that a spreadsheet would run as a
+    formula is prefixed with ``'`` (OWASP's advice), so it is shown, never evaluated."""
+    out = []
+    for column in CSV_COLUMNS:
+        value = getattr(rec, column)
+        if value is None:
+            out.append("")
+        elif isinstance(value, dt.datetime):
+            out.append(value.isoformat())
+        elif isinstance(value, str) and value.startswith(_FORMULA_START):
+            out.append("'" + value)
+        else:
+            out.append(str(value))
+    return out
 
 
 async def export_usage(session: AsyncSession, flt: UsageFilter) -> AsyncIterator[UsageRecord]:

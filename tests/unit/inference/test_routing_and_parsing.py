@@ -33,22 +33,50 @@ class TestParse:
         assert b'[{"a": 1.50}]' in p.upstream_body("up")  # byte for byte, not re-encoded
 
     def test_stream_forces_usage(self) -> None:
-        p = parse("chat.completions", b'{"model":"m","messages":[{"role":"u"}],"stream":true,'
+        p = parse("chat.completions", b'{"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,'
                                       b'"stream_options":{"include_usage":false,"other":1}}')
         assert not p.wants_usage
         assert msgspec.json.decode(p.upstream_body("m"))["stream_options"] == {"include_usage": True, "other": 1}
 
     @pytest.mark.parametrize(("body", "param"), [
-        (b'{"messages":[{"role":"u"}]}', "model"),
+        (b'{"messages":[{"role":"user","content":"x"}]}', "model"),
         (b'{"model":"m","messages":[]}', "messages"),
         (b'{"model":"m","messages":[{"content":"x"}]}', "messages[0].role"),
-        (b'{"model":"m","messages":[{"role":"u"}],"temperature":9}', "temperature"),
-        (b'{"model":"m","messages":[{"role":"u"}],"stream_options":{}}', "stream_options"),
+        (b'{"model":"m","messages":[{"role":"u","content":"x"}]}', "messages[0].role"),
+        (b'{"model":"m","messages":[{"role":"user"}]}', "messages[0].content"),
+        (b'{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":9}', "temperature"),
+        (b'{"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{}}', "stream_options"),
+        (b'{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":1000000000000000000}',
+         "max_tokens"),
+        (b'{"model":"m","messages":[{"role":"user","content":"x"}],"n":129}', "n"),
+        (b'{"model":"m\\u0000x","messages":[{"role":"user","content":"x"}]}', "model"),
+        (b'{"model":"m\\n","messages":[{"role":"user","content":"x"}]}', "model"),
     ])
     def test_invalid_names_param(self, body: bytes, param: str) -> None:
         with pytest.raises(BadRequest) as info:
             parse("chat.completions", body)
         assert info.value.param == param
+
+    def test_an_assistant_message_may_hold_only_tool_calls(self) -> None:
+        body = (b'{"model":"m","messages":[{"role":"user","content":"x"},'
+                b'{"role":"assistant","content":null,"tool_calls":[]}]}')
+        assert parse("chat.completions", body).model == "m"
+
+    @pytest.mark.parametrize(("body", "choices"), [
+        (b'{"model":"m","messages":[{"role":"user","content":"x"}],"n":4}', 4),
+        (b'{"model":"m","messages":[{"role":"user","content":"x"}]}', 1),
+    ])
+    def test_choices_are_what_admission_multiplies_by(self, body: bytes, choices: int) -> None:
+        assert parse("chat.completions", body).choices == choices
+
+    def test_best_of_counts_for_legacy_completions(self) -> None:
+        assert parse("completions", b'{"model":"m","prompt":"x","n":2,"best_of":5}').choices == 5
+
+    def test_deep_nesting_is_a_400_not_a_recursion_error(self) -> None:
+        body = b'{"model":"m","messages":[{"role":"user","content":' + b"[" * 5000 + b"]" * 5000 + b"}]}"
+        with pytest.raises(BadRequest) as info:
+            parse("chat.completions", body)
+        assert info.value.code == "json_too_deep"
 
     @given(st.binary(max_size=200))
     def test_garbage_is_always_400(self, body: bytes) -> None:

@@ -89,3 +89,21 @@ class TestHeaders:
         h = service._headers([60, 59, 1000, -1, -1, 0])
         assert h == {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59",
                      "x-ratelimit-reset-requests": "1s"}
+
+
+class TestCsvCells:
+    def test_formulas_are_shown_not_run(self) -> None:
+        import datetime as dt
+
+        from aiaas.usage.schemas import UsageRecord
+        from aiaas.usage.service import CSV_COLUMNS, csv_row
+
+        values = {c: None for c in CSV_COLUMNS}
+        values.update(occurred_at=dt.datetime(2026, 12, 1, tzinfo=dt.UTC), request_id="=HYPERLINK(1)", model="-1+2",
+                      prompt_tokens=-1, endpoint="@x", status="ok", deployment="\tx", provider="+p")
+        rec = UsageRecord(**{f: values.get(f) for f in UsageRecord.__struct_fields__})  # type: ignore[arg-type]
+        row = dict(zip(CSV_COLUMNS, csv_row(rec), strict=True))
+        assert row["request_id"] == "'=HYPERLINK(1)" and row["model"] == "'-1+2" and row["endpoint"] == "'@x"
+        assert row["deployment"] == "'\tx" and row["provider"] == "'+p"
+        assert row["prompt_tokens"] == "-1" and row["status"] == "ok"  # numbers and plain text as they are
+        assert row["occurred_at"] == "2026-12-01T00:00:00+00:00"

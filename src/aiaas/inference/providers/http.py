@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 
 from aiaas.inference.providers import wire
 from aiaas.inference.providers.base import Call, UpstreamFailure, UpstreamReply
+from aiaas.inference.providers.credentials import CredentialResolver
+from aiaas.inference.providers.egress import EgressPolicy
 from aiaas.inference.schemas import Deployment
 
 PATHS = {"chat.completions": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 _FIXED_HEADERS = [(b"Content-Type", b"application/json"), (b"Accept-Encoding", b"identity")]
 
 
-def make_pool(*, pool_size: int, keepalive_seconds: float) -> wire.Pool:
-    """The process's upstream connections: at most ``pool_size`` per origin, reused while fresh."""
-    return wire.Pool(limit=pool_size, keepalive=keepalive_seconds)
+def make_pool(*, pool_size: int, keepalive_seconds: float, egress: EgressPolicy | None = None) -> wire.Pool:
+    """The process's upstream connections: at most ``pool_size`` per origin, reused while fresh, each new one
+    to an address ``egress`` allows."""
+    return wire.Pool(limit=pool_size, keepalive=keepalive_seconds, egress=egress)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -32,13 +34,14 @@ def _origin(base_url: str, endpoint: str) -> wire.Origin:
     return wire.Origin.parse(base_url.rstrip("/") + PATHS[endpoint])
 
 
-def _headers(dep: Deployment, call: Call) -> list[tuple[bytes, bytes]]:
+def _headers(dep: Deployment, call: Call, credentials: CredentialResolver) -> list[tuple[bytes, bytes]]:
     headers = [*_FIXED_HEADERS, *((k.encode("latin-1"), v.encode("latin-1")) for k, v in call.extra_headers.items())]
     if dep.credential_ref:
-        secret = os.environ.get(dep.credential_ref)
-        if not secret:
-            raise UpstreamFailure("config", f"credential {dep.credential_ref} is not set in the environment")
-        headers.append((b"Authorization", b"Bearer " + secret.encode("latin-1")))
+        secret = credentials.resolve(dep.credential_ref)
+        if secret is None:
+            raise UpstreamFailure("config", f"credential {dep.credential_ref!r} is not configured "
+                                            f"({credentials.where(dep.credential_ref)})")
+        headers.append((b"Authorization", b"Bearer " + secret))
     return headers
 
 
@@ -58,8 +61,9 @@ async def _read_failure(resp: wire.Response) -> UpstreamFailure:
 class HttpUpstream:
     """Calls one deployment over HTTP."""
 
-    def __init__(self, pool: wire.Pool) -> None:
+    def __init__(self, pool: wire.Pool, credentials: CredentialResolver | None = None) -> None:
         self._pool = pool
+        self._credentials = credentials or CredentialResolver()
 
     async def _open(self, dep: Deployment, call: Call, first_byte_at: float) -> wire.Response:
         try:
@@ -68,7 +72,7 @@ class HttpUpstream:
             raise UpstreamFailure("config", f"bad upstream URL: {exc}") from exc
         try:
             async with asyncio.timeout_at(first_byte_at):
-                resp = await self._pool.request(origin, call.body, _headers(dep, call),
+                resp = await self._pool.request(origin, call.body, _headers(dep, call, self._credentials),
                                                 connect_timeout=dep.connect_timeout)
         except TimeoutError as exc:
             raise UpstreamFailure("timeout", "no response from the upstream before the first-byte timeout") \

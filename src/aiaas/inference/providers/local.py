@@ -99,6 +99,13 @@ class LocalRunner:
                                                           "type": "invalid_request_error",
                                                           "code": "unsupported_endpoint"}}))
         max_tokens = req.get("max_completion_tokens") or req.get("max_tokens")
+        if max_tokens is not None and max_tokens > self._default_max_tokens:
+            # A cap, not only a default: one model thread serves every tenant of this process.
+            message = (f"max_tokens is at most {self._default_max_tokens} on the embedded model "
+                       "(AIAAS_LOCAL_MODEL_MAX_TOKENS).")
+            raise UpstreamFailure("status_4xx", message, status=400, body=_encode({"error": {
+                "message": message, "type": "invalid_request_error", "param": "max_tokens",
+                "code": "max_tokens_too_large"}}))
         if call.endpoint == "chat.completions":
             kwargs = {k: req[k] for k in _CHAT_PARAMS if req.get(k) is not None}
             kwargs["messages"] = req["messages"]

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import httptools
 
+from aiaas.inference.providers.egress import EgressDenied, EgressPolicy
+
 _HIGH_WATER = 256 * 1024  # buffered, unread body bytes above which reading from the socket pauses
 
 
@@ -242,7 +244,9 @@ class Response:
 class Pool:
     """Keep-alive connections per origin, at most ``limit`` open per origin."""
 
-    def __init__(self, *, limit: int = 100, keepalive: float = 15.0, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, *, limit: int = 100, keepalive: float = 15.0, ssl_context: ssl.SSLContext | None = None,
+                 egress: EgressPolicy | None = None) -> None:
+        self._egress = egress
         self._limit = limit
         self._keepalive = keepalive
         self._ssl = ssl_context
@@ -297,8 +301,13 @@ class Pool:
         tls = self._ssl_context() if origin.scheme == "https" else None
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await loop.create_connection(_Connection, origin.host, origin.port, ssl=tls,
+                # Connect to an address the egress policy allowed (resolved once, then used): a name
+                # cannot resolve to something else between the check and the connect.
+                host = (await self._egress.resolve(origin.host, origin.port))[0] if self._egress else origin.host
+                _, conn = await loop.create_connection(_Connection, host, origin.port, ssl=tls,
                                                        server_hostname=origin.host if tls else None)
+        except EgressDenied as exc:
+            raise ConnectFailed(str(exc)) from exc
         except TimeoutError as exc:
             raise ConnectFailed(f"connect to {origin.host}:{origin.port} timed out") from exc
         except (OSError, ssl.SSLError) as exc:

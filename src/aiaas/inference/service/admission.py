@@ -33,13 +33,14 @@ class Admitter:
         self._policies = policies
 
     async def admit(self, *, principal: Principal, model: str, estimated_prompt_tokens: int,
-                    max_tokens: int | None, gate: Gate | None = None) -> Admission:
+                    max_tokens: int | None, choices: int = 1, gate: Gate | None = None) -> Admission:
         """Admit (or refuse with 429/503) one request of ``principal`` for ``model``.
 
         ``estimated_prompt_tokens`` comes from ``tokens.estimate_tokens``; ``max_tokens`` is the client's
-        cap on completion tokens (None when it set none: the policy's ``default_max_tokens`` is reserved).
+        cap on completion tokens (None when it set none: the policy's ``default_max_tokens`` is reserved),
+        reserved ``choices`` times (the completions asked for, OpenAI's ``n``).
         ``gate``: the org's model-access policy, checked in the same script (``usage_api.GateClosed``).
         """
         return await usage_api.admit(self._redis, self._keys, principal=principal, model=model,
                                      estimated_prompt_tokens=estimated_prompt_tokens, max_tokens=max_tokens,
-                                     policies=self._policies, gate=gate)
+                                     choices=choices, policies=self._policies, gate=gate)

@@ -25,43 +25,31 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from aiaas.inference.events import CompletionRecorded
 from aiaas.inference.providers.base import Call, EventStream, UpstreamFailure, UpstreamReply
-from aiaas.inference.schemas import CatalogModel, Deployment, ErrorBodyPeek, ResponsePeek
+from aiaas.inference.schemas import CatalogModel, Deployment, ResponsePeek
 from aiaas.inference.service import metrics
 from aiaas.inference.service.admission import Admission, Admitter, Gate, GateClosed
 from aiaas.inference.service.catalog import CatalogCache
 from aiaas.inference.service.requests import CAPABILITY, Parsed
 from aiaas.inference.service.routing import Breakers, BreakerState, decode_state, order_deployments, retry_after_seconds
 from aiaas.inference.service.tokens import estimate_tokens
+from aiaas.inference.service.upstream_errors import final_error
 from aiaas.kernel.errors import (
     AppError,
     BadRequest,
     Forbidden,
     NotFound,
     ServiceUnavailable,
-    TooManyRequests,
-    UpstreamError,
 )
 from aiaas.kernel.events import utcnow
 from aiaas.kernel.security import Principal
 from aiaas.kernel.tracing import tracer
 
 _peek = msgspec.json.Decoder(ResponsePeek).decode
-_error_peek = msgspec.json.Decoder(ErrorBodyPeek).decode
 _encode = msgspec.json.encode
 _OPERATION = {"chat.completions": "chat", "completions": "text_completion", "embeddings": "embeddings"}
 
 
-class GatewayTimeout(AppError):
-    """The upstream did not answer in time."""
-
-    status = 504
-    type_slug = "upstream-timeout"
-    title = "Upstream timeout"
-    openai_type = "server_error"
-
-
-class UpstreamRejected(AppError):
-    """The upstream refused the request (a 4xx other than 429): its status and message are passed on."""
+UNKNOWN_MODEL_LABEL = "<unknown>"
 
 
 class CallContext:
@@ -80,6 +68,7 @@ class CallContext:
         "http_status",
         "key_id",
         "model",
+        "model_known",
         "org_id",
         "prompt_tokens",
         "provider",
@@ -106,6 +95,7 @@ class CallContext:
         self.started = time.perf_counter()
         self.started_at = utcnow()
         self.model = ""
+        self.model_known = False  # the model is in the catalog (and so may be a metric label)
         self.deployment: str | None = None
         self.provider: str | None = None
         self.upstream_model: str | None = None
@@ -264,6 +254,7 @@ class Gateway:
         model = found.model
         if model is None or (found.org_models is not None and parsed.model not in found.org_models):
             raise _unknown_model(parsed.model)
+        ctx.model_known = True
         if not principal.may_use_model(parsed.model):
             raise Forbidden(f"This API key may not use the model `{parsed.model}`.", code="model_not_allowed",
                             param="model")
@@ -278,7 +269,7 @@ class Gateway:
 
         def admit(gate: Gate | None) -> Awaitable[Admission]:
             return self._admitter.admit(principal=principal, model=parsed.model, gate=gate, max_tokens=max_tokens,
-                                        estimated_prompt_tokens=parsed.estimated_prompt_tokens)
+                                        choices=parsed.choices, estimated_prompt_tokens=parsed.estimated_prompt_tokens)
 
         try:
             decision = await admit(gate)
@@ -348,7 +339,7 @@ class Gateway:
             if dep.id in p.breaker:
                 await self.breakers.success(p.model.name, dep, p.breaker)
             return result
-        raise _final_error(last, p, now)
+        raise final_error(last, p.model, p.breaker, now)
 
     async def complete(self, p: Prepared, ctx: CallContext) -> UpstreamReply:
         """A whole response from the first deployment that answers."""
@@ -410,12 +401,14 @@ class Gateway:
         if ctx.ended is None:
             ctx.ended = time.perf_counter()
         dep = ctx.deployment or ""
-        metrics.REQUESTS.labels(ctx.endpoint, ctx.model, dep, ctx.status).inc()
-        metrics.LATENCY.labels(ctx.endpoint, ctx.model, dep).observe(ctx.ended - ctx.started)
+        # Label values come from the catalog only: a caller choosing model names must not grow /metrics.
+        model = ctx.model if ctx.model_known else UNKNOWN_MODEL_LABEL
+        metrics.REQUESTS.labels(ctx.endpoint, model, dep, ctx.status).inc()
+        metrics.LATENCY.labels(ctx.endpoint, model, dep).observe(ctx.ended - ctx.started)
         if ctx.prompt_tokens:
-            metrics.TOKENS.labels(ctx.model, dep, "prompt").inc(ctx.prompt_tokens)
+            metrics.TOKENS.labels(model, dep, "prompt").inc(ctx.prompt_tokens)
         if ctx.completion_tokens:
-            metrics.TOKENS.labels(ctx.model, dep, "completion").inc(ctx.completion_tokens)
+            metrics.TOKENS.labels(model, dep, "completion").inc(ctx.completion_tokens)
         self._span(ctx)
         if ctx.org_id:
             self._publish(ctx.event())
@@ -451,45 +444,3 @@ class Gateway:
 def _unknown_model(name: str) -> NotFound:
     return NotFound(f"The model `{name}` does not exist or you do not have access to it.",
                     code="model_not_found", param="model")
-
-
-def _upstream_message(body: bytes | None) -> tuple[str | None, str | None, str | None, str | None]:
-    if not body:
-        return None, None, None, None
-    try:
-        peek = _error_peek(body)
-    except msgspec.DecodeError:
-        return body[:300].decode(errors="replace"), None, None, None
-    err = peek.error
-    if isinstance(err, str):
-        return err, None, None, None
-    if err is not None:
-        code = str(err.code) if err.code is not None else None
-        return err.message, err.type, code, err.param
-    return peek.message or (str(peek.detail) if peek.detail else None), None, None, None
-
-
-def _final_error(last: UpstreamFailure | None, p: Prepared, now: float) -> AppError:
-    name = p.model.name
-    if last is None:
-        wait = retry_after_seconds(p.model.deployments, p.breaker, now=now)
-        return ServiceUnavailable(f"Every deployment of `{name}` is recovering; retry in {wait}s.",
-                                  code="no_healthy_deployment", headers={"Retry-After": str(wait)})
-    if last.kind == "status_4xx":
-        message, oa_type, code, param = _upstream_message(last.body)
-        err = UpstreamRejected(message or f"The upstream refused the request ({last.status}).",
-                               code=code, param=param)
-        err.status = last.status or 400
-        if oa_type:
-            err.openai_type = oa_type
-        return err
-    headers = {"Retry-After": last.retry_after} if last.retry_after else {}
-    if last.kind == "status_429":
-        return TooManyRequests(f"The upstream of `{name}` is rate limiting; retry later.",
-                               code="upstream_rate_limited", headers=headers)
-    if last.kind == "overloaded":
-        return ServiceUnavailable(last.detail, code="model_overloaded", headers=headers or {"Retry-After": "1"})
-    if last.kind == "timeout":
-        return GatewayTimeout(f"The upstream of `{name}` did not answer in time.", code="upstream_timeout")
-    return UpstreamError(f"The upstream of `{name}` failed: {last.detail}.", code="upstream_error")
-

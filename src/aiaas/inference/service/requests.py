@@ -9,7 +9,7 @@ import msgspec
 
 from aiaas.inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from aiaas.inference.service.tokens import estimate_tokens
-from aiaas.kernel.errors import BadRequest
+from aiaas.kernel.errors import TOO_DEEP_DETAIL, BadRequest
 
 ENDPOINTS = ("chat.completions", "completions", "embeddings")
 CAPABILITY = {"chat.completions": "chat", "completions": "completions", "embeddings": "embeddings"}
@@ -37,6 +37,7 @@ class Parsed:
     max_tokens: int | None
     estimated_prompt_tokens: int
     raw: dict[str, msgspec.Raw]
+    choices: int = 1  # completions the upstream generates per request (``n``, or ``best_of``)
 
     def upstream_body(self, upstream_model: str) -> bytes:
         """The body for one deployment: the client's fields with ``model`` replaced (and usage on for streams)."""
@@ -76,6 +77,8 @@ def parse(endpoint: str, body: bytes) -> Parsed:
         raise BadRequest(detail, param=param) from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"We could not parse the JSON body of your request: {exc}", code="invalid_json") from None
+    except RecursionError:  # msgspec's answer to JSON nested deeper than the interpreter allows
+        raise BadRequest(TOO_DEEP_DETAIL, code="json_too_deep") from None
     stream = bool(getattr(req, "stream", False))
     wants_usage = False
     if stream:
@@ -89,8 +92,22 @@ def parse(endpoint: str, body: bytes) -> Parsed:
             raw["stream_options"] = _USAGE_ON
     elif "stream_options" in raw:
         raise BadRequest("stream_options is only allowed when stream is true", param="stream_options")
+    if isinstance(req, ChatCompletionRequest):
+        _check_messages(req)
     max_tokens = getattr(req, "max_completion_tokens", None) or getattr(req, "max_tokens", None)
+    choices = max(getattr(req, "n", None) or 1, getattr(req, "best_of", None) or 1)
     prompt = raw.get(_PROMPT_FIELD[endpoint])
     return Parsed(endpoint=endpoint, model=req.model, stream=stream, wants_usage=wants_usage,
                   max_tokens=max_tokens, estimated_prompt_tokens=estimate_tokens(bytes(prompt) if prompt else b""),
-                  raw=raw)
+                  raw=raw, choices=choices)
+
+
+# Roles whose message must carry content; an assistant's may be null when it holds tool calls.
+_CONTENT_REQUIRED = frozenset({"system", "developer", "user", "tool", "function"})
+
+
+def _check_messages(req: ChatCompletionRequest) -> None:
+    for i, m in enumerate(req.messages):
+        if m.content is None and m.role in _CONTENT_REQUIRED:
+            raise BadRequest(f"Invalid value for 'messages[{i}].content': a {m.role} message needs content.",
+                             param=f"messages[{i}].content")

@@ -1,0 +1,94 @@
+"""The egress policy, upstream URL parsing and the credential namespace: each edge of their rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from aiaas.inference.providers.credentials import CredentialResolver, env_name
+from aiaas.inference.providers.egress import EgressDenied, EgressPolicy, parse_entries
+from aiaas.inference.schemas import DeploymentSpec, check_base_url
+
+
+class TestEgressPolicy:
+    @pytest.mark.parametrize("ip", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+                                    "100.64.0.1", "::1", "fd00::1", "fe80::1", "0.0.0.0", "224.0.0.1",
+                                    "::ffff:127.0.0.1", "fe80::1%eth0"])
+    def test_internal_addresses_are_refused_by_default(self, ip: str) -> None:
+        assert not EgressPolicy().allows(ip, 443)
+
+    @pytest.mark.parametrize("ip", ["8.8.8.8", "2606:4700:4700::1111", "104.18.0.1"])
+    def test_public_addresses_are_allowed(self, ip: str) -> None:
+        assert EgressPolicy().allows(ip, 443)
+
+    def test_development_allows_internal(self) -> None:
+        assert EgressPolicy(deny_internal=False).allows("127.0.0.1", 8000)
+
+    def test_allow_entries_with_and_without_port(self) -> None:
+        policy = EgressPolicy(allow=parse_entries("10.0.0.0/8, 127.0.0.1:9000, [fd00::1]:8000"))
+        assert policy.allows("10.9.9.9", 1)
+        assert policy.allows("127.0.0.1", 9000) and not policy.allows("127.0.0.1", 6379)
+        assert policy.allows("fd00::1", 8000) and not policy.allows("fd00::1", 8001)
+
+    def test_deny_wins_over_allow(self) -> None:
+        policy = EgressPolicy(allow=parse_entries("10.0.0.0/8"), deny=parse_entries("10.0.0.5"), deny_internal=False)
+        assert not policy.allows("10.0.0.5", 80) and policy.allows("10.0.0.6", 80)
+
+    @pytest.mark.parametrize("text", ["10.0.0.0/33", "nope", "1.2.3.4:x", "1.2.3.4:70000", "[::1]8000"])
+    def test_malformed_entries_are_named(self, text: str) -> None:
+        with pytest.raises(ValueError, match=r"is not|port|expected"):
+            parse_entries(text)
+
+    async def test_a_name_is_checked_on_what_it_resolves_to(self) -> None:
+        with pytest.raises(EgressDenied):
+            await EgressPolicy().resolve("localhost", 80)
+        assert await EgressPolicy(allow=parse_entries("127.0.0.0/8")).resolve("localhost", 80)
+        assert await EgressPolicy(deny_internal=False).resolve("127.0.0.1", 80) == ["127.0.0.1"]
+
+    async def test_an_unresolvable_name_is_denied(self) -> None:
+        with pytest.raises(EgressDenied, match="cannot resolve"):
+            await EgressPolicy().resolve("no-such-host.invalid", 80)
+
+
+class TestBaseUrl:
+    @pytest.mark.parametrize("url", ["http://x\r\nX-Injected: 1/", "http://u:p@x/", "http://x/?q=1", "http://x/#f",
+                                     "http://x y/", "ftp://x/", "http:///v1", "http://x:99999/", "http://exa_mple/",
+                                     "http://x/\x00", "http://é.com/", "http://" + "a" * 2050])
+    def test_anything_a_parser_could_read_two_ways_is_refused(self, url: str) -> None:
+        with pytest.raises(ValueError):
+            check_base_url(url)
+
+    def test_the_spec_refuses_it_as_a_validation_error(self) -> None:
+        import msgspec
+
+        with pytest.raises(msgspec.ValidationError, match="base_url"):
+            msgspec.convert({"name": "d", "upstream_model": "m", "base_url": "http://u:p@x/"}, DeploymentSpec)
+
+
+class TestCredentials:
+    def test_a_reference_reads_only_its_namespace(self) -> None:
+        env = {"AIAAS_DATABASE_URL": "postgresql://secret", "UPSTREAM_CREDENTIAL_OPENAI_PROD": "sk-up"}
+        r = CredentialResolver(environ=env)
+        assert r.resolve("openai-prod") == b"sk-up"
+        assert r.resolve("AIAAS_DATABASE_URL") is None  # reads UPSTREAM_CREDENTIAL_AIAAS_DATABASE_URL
+        assert env_name("openai.prod") == "UPSTREAM_CREDENTIAL_OPENAI_PROD"
+
+    @pytest.mark.parametrize("value", ["sk-a\r\nX-Injected: 1", "sk-\x00", "", "   ", "ключ"])
+    def test_values_that_would_corrupt_a_header_are_refused(self, value: str) -> None:
+        assert CredentialResolver(environ={"UPSTREAM_CREDENTIAL_X": value}).resolve("x") is None
+
+    def test_a_mounted_directory_wins_and_names_cannot_leave_it(self, tmp_path: object) -> None:
+        from pathlib import Path
+
+        d = Path(str(tmp_path))
+        (d / "openai").write_bytes(b"sk-from-file\n")
+        (d.parent / "outside").write_bytes(b"sk-outside")
+        r = CredentialResolver(directory=str(d), environ={"UPSTREAM_CREDENTIAL_OPENAI": "sk-env"})
+        assert r.resolve("openai") == b"sk-from-file"
+        assert r.resolve("../outside") is None and r.resolve("..") is None
+        assert "openai" in r.where("openai") and "UPSTREAM_CREDENTIAL_OPENAI" in r.where("openai")
+
+    def test_a_reference_that_looks_like_a_key_is_refused(self) -> None:
+        import msgspec
+
+        with pytest.raises(msgspec.ValidationError, match="looks like an API key"):
+            msgspec.convert({"name": "d", "upstream_model": "m", "credential_ref": "sk-live-abc"}, DeploymentSpec)
