@@ -28,6 +28,7 @@ from aiaas.kernel import metrics
 from aiaas.kernel.config import Settings
 from aiaas.kernel.http import RequestContext
 from aiaas.kernel.logs import configure_logging
+from aiaas.kernel.server_protocol import protocol_class
 from aiaas.kernel.tracing import setup_tracing
 
 log = logging.getLogger("aiaas.serve")
@@ -72,6 +73,11 @@ class _Server(uvicorn.Server):
         yield
 
 
+def trusted_proxies(settings: Settings) -> list[str]:
+    """The addresses and networks (``AIAAS_TRUSTED_PROXIES``) whose forwarded-for headers are believed."""
+    return [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket, bound before any worker is forked so they can share it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -87,10 +93,16 @@ async def serve_listeners(settings: Settings, listeners: list[Listener]) -> None
     """Serve every listener from this process's loop until SIGTERM/SIGINT, then shut down gracefully."""
     servers: list[_Server] = []
     for lst in listeners:
+        trusted = trusted_proxies(settings)
         config = uvicorn.Config(
             build_asgi(lst.role, settings),
             loop="none",
-            http="httptools",
+            http=protocol_class(max_head_bytes=settings.max_request_header_bytes,
+                                openai_errors=lst.role == "streamer"),
+            # X-Forwarded-For/-Proto are believed only from the proxies the operator names: from anyone
+            # else they would let a client choose its address (and so its login-throttle bucket).
+            proxy_headers=bool(trusted),
+            forwarded_allow_ips=trusted or None,
             lifespan="on",
             access_log=False,
             log_config=None,

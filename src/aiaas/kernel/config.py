@@ -7,6 +7,7 @@ form it expects, so a typo never turns into a confusing failure deep inside a re
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Annotated, Literal
@@ -50,6 +51,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     ready_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=30)] = 1.0
     max_request_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 8 * 1024 * 1024
+    max_request_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 32 * 1024
+    # Comma-separated IPs or CIDR networks of the reverse proxies in front of the app (an ingress, a load
+    # balancer); only from those are X-Forwarded-For and X-Forwarded-Proto believed. Empty: from nobody.
+    trusted_proxies: str = ""
+    # Bearer token /metrics asks for. Unset: /metrics is open in development and test, and refused in
+    # production (scrapers then send the token; see docs/security.md).
+    metrics_token: str | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
@@ -67,6 +75,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     login_failure_window_seconds: Annotated[int, msgspec.Meta(ge=1)] = 900
     login_max_attempts_per_address: Annotated[int, msgspec.Meta(ge=1)] = 30
     login_address_window_seconds: Annotated[int, msgspec.Meta(ge=1)] = 60
+    login_max_backoff_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
     principal_cache_ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 300
     last_used_flush_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     inference_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
@@ -76,6 +85,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     inference_catalog_ttl_seconds: Annotated[int, msgspec.Meta(ge=1)] = 3600
     inference_upstream_pool_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
     inference_upstream_keepalive_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
+    # Egress policy of upstream connections (inference/providers/egress.py): comma-separated IPs or CIDR
+    # networks, each optionally with :port. Outside development, internal addresses (loopback, private,
+    # link-local) are refused unless allowed here.
+    upstream_egress_allow: str = ""
+    upstream_egress_deny: str = ""
+    # A directory of upstream credentials, one file per credential_ref (a mounted Kubernetes Secret).
+    upstream_credentials_dir: str | None = None
     local_model_enabled: bool = True
     local_model_path: str | None = None
     local_model_context: Annotated[int, msgspec.Meta(ge=128, le=131_072)] = 2048
@@ -170,6 +186,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"{_env_name(field)}={raw.get(field)!r} is invalid: expected {_expected_form(field)}"
         ) from None
     _check_urls(settings)
+    _check_security(settings)
     return settings
 
 
@@ -204,3 +221,16 @@ def _check_urls(settings: Settings) -> None:
         ("http://", "https://")
     ):
         raise ConfigError(f"{_env_name('otel_exporter_otlp_endpoint')} is invalid: expected an http(s) URL")
+
+
+def _check_security(settings: Settings) -> None:
+    for entry in (e.strip() for e in settings.trusted_proxies.split(",")):
+        if not entry:
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"{_env_name('trusted_proxies')} is invalid: {entry!r} is not an IP address or "
+                              "CIDR network") from None
+    if settings.metrics_token is not None and len(settings.metrics_token) < 16:
+        raise ConfigError(f"{_env_name('metrics_token')} is invalid: expected at least 16 characters")

@@ -56,6 +56,9 @@ def make_engine(url: str, *, settings: Settings, role: str) -> AsyncEngine:
         pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"server_settings": server_settings, "timeout": 10},
+        # A statement's bound values (password hashes, key hashes, emails) never go into an exception's
+        # message, so they never reach a log line or a stack trace.
+        hide_parameters=True,
     )
     instrument_engine(engine)
     return engine

@@ -171,6 +171,7 @@ class Problem(msgspec.Struct, omit_defaults=True):
     detail: str
     instance: str
     request_id: str | None = None
+    code: str | None = None  # a stable, machine-readable reason (``privilege_escalation``), when there is one
     errors: list[dict[str, Any]] | None = None
     error: OpenAIError | None = None
     extensions: dict[str, Any] | None = None
@@ -205,6 +206,7 @@ def problem_for(
         detail=detail,
         instance=instance,
         request_id=request_id,
+        code=code,
         errors=errors,
         error=OpenAIError(message=detail, type=openai_type or default_oa, param=param, code=code)
         if openai
@@ -314,16 +316,31 @@ def _unhandled_handler(request: Request[Any, Any, Any], exc: Exception, openai: 
     return render_problem(problem)
 
 
+TOO_DEEP_DETAIL = "The JSON body is nested too deeply."
+
+
+def _too_deep_handler(request: Request[Any, Any, Any], exc: RecursionError, openai: bool) -> Response[bytes]:
+    # msgspec raises RecursionError for JSON nested deeper than the interpreter's recursion limit, while
+    # decoding the body and before any handler runs: the client's input, not a server failure.
+    log.warning("refused %s %s: %s", request.method, request.url.path, exc)
+    status = 400 if openai else 422
+    problem = problem_for(status=status, detail=TOO_DEEP_DETAIL, instance=request.url.path,
+                          request_id=_request_id(request), code="json_too_deep", openai=openai)
+    return render_problem(problem)
+
+
 def problem_handlers(*, openai: bool = False) -> dict[type[Exception] | int, Callable[..., Response[Any]]]:
     """Exception handlers rendering every error as problem+json (``openai`` adds OpenAI's ``error``)."""
     return {
         AppError: functools.partial(_app_error_handler, openai=openai),
         HTTPException: functools.partial(_http_exception_handler, openai=openai),
+        RecursionError: functools.partial(_too_deep_handler, openai=openai),
         Exception: functools.partial(_unhandled_handler, openai=openai),
     }
 
 __all__ = [
     "PROBLEM_JSON",
+    "TOO_DEEP_DETAIL",
     "UNHANDLED_DETAIL",
     "AppError",
     "BadRequest",

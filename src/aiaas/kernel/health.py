@@ -10,6 +10,7 @@ caches, so it turns green again as soon as the dependency returns. A role may de
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
@@ -60,11 +61,14 @@ def observability_handlers(
     *, role: str, checks: Mapping[str, Check], timeout: float,
     extra_state: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None,
     degradable: Collection[str] = (),
+    metrics_token: str | None = None,
+    metrics_open: bool = True,
 ) -> list[HTTPRouteHandler]:
     """The three observability routes for one role (public: no authentication).
 
     ``extra_state`` gets the check results and adds role-specific entries to the answer; a failing check
-    named in ``degradable`` leaves the role ready (``status: "degraded"``).
+    named in ``degradable`` leaves the role ready (``status: "degraded"``). ``metrics_token`` guards
+    ``/metrics``; without one it answers only when ``metrics_open``.
     """
     gauges = {name: metrics.DEPENDENCY_UP.labels(role, name) for name in checks}
 
@@ -99,10 +103,29 @@ def observability_handlers(
             return Response(ReadyStatus(status="degraded", checks={**results, **extra}, degraded=sorted(failing)))
         return Response(ReadyStatus(status="ok", checks={**results, **extra}))
 
+    expected = f"Bearer {metrics_token}".encode() if metrics_token else None
+
     @get("/metrics", opt=PUBLIC, tags=["observability"], summary="Prometheus metrics",
          sync_to_thread=False, media_type="text/plain")
-    def metrics_endpoint() -> Response[bytes]:
-        """Prometheus exposition text, aggregated over every worker process of this server."""
+    def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
+        """Prometheus exposition text, aggregated over every worker process of this server.
+
+        With ``AIAAS_METRICS_TOKEN`` set it needs ``Authorization: Bearer <token>`` (401 otherwise); without
+        one it is open in development and test and refused in production (403), since its labels describe
+        the platform's tenants, models and deployments."""
+        if expected is None and metrics_open:
+            body, content_type = metrics.render_latest()
+            return Response(body, media_type=content_type)
+        rid = request.scope.get("state", {}).get("request_id")
+        if expected is None:
+            return render_problem(problem_for(
+                status=403, detail="/metrics is off in production until AIAAS_METRICS_TOKEN is set.",
+                instance=request.url.path, request_id=rid, code="metrics_token_unset"))
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return render_problem(problem_for(
+                status=401, detail="/metrics needs the metrics bearer token.", instance=request.url.path,
+                request_id=rid, code="metrics_token_required"), headers={"WWW-Authenticate": "Bearer"})
         body, content_type = metrics.render_latest()
         return Response(body, media_type=content_type)
 

@@ -3,17 +3,18 @@ OpenAPI description and the observability routes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ControllerRouterHandler
 
 from aiaas.kernel.config import Settings
-from aiaas.kernel.errors import problem_handlers
+from aiaas.kernel.errors import BadRequest, ValidationFailed, problem_handlers
 from aiaas.kernel.health import Check, observability_handlers
+from aiaas.kernel.text import contains_nul
 
 API_VERSION = "0.1.0"
 
@@ -38,6 +39,23 @@ def openapi_config(title: str, description: str) -> OpenAPIConfig:
         # The schema routes are public: clients and SDK generators fetch them without a token.
         openapi_router=Router("/openapi", route_handlers=[], include_in_schema=False, opt={"public": True}),
     )
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def nul_guard(*, openai: bool) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """A ``before_request`` hook refusing a request with a NUL character anywhere (see :mod:`kernel.text`)."""
+    error = BadRequest if openai else ValidationFailed
+
+    async def refuse_nul(request: Request[Any, Any, Any]) -> None:
+        scope = request.scope
+        body = await request.body() if request.method in _BODY_METHODS else b""
+        if contains_nul(path=scope["path"], raw_path=scope.get("raw_path") or b"",
+                        query=scope.get("query_string") or b"", body=body):
+            raise error("The request contains a NUL character; no field accepts one.", code="invalid_characters")
+
+    return refuse_nul
 
 
 def make_app(
@@ -78,7 +96,9 @@ def make_app(
     return Litestar(
         route_handlers=[
             *observability_handlers(role=role, checks=checks, timeout=settings.ready_timeout_seconds,
-                                    extra_state=extra_ready_state, degradable=degradable_checks),
+                                    extra_state=extra_ready_state, degradable=degradable_checks,
+                                    metrics_token=settings.metrics_token,
+                                    metrics_open=settings.env != "production"),
             *route_handlers,
         ],
         exception_handlers=problem_handlers(openai=openai_errors),
@@ -88,6 +108,7 @@ def make_app(
         on_shutdown=list(on_shutdown),
         dependencies=deps,
         guards=guards,
+        before_request=nul_guard(openai=openai_errors),
         middleware=list(middleware),
         state=State(app_state),
         logging_config=None,
