@@ -28,7 +28,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hyp_settings
 
 from aiaas.kernel.config import Settings, load_settings
-from support import OwnRedis
+from support import CHILD_PREFIXES, OwnRedis, env_of
 
 pytest_plugins = ["leakcheck"]
 
@@ -126,6 +126,8 @@ def session_settings(service_urls: dict[str, str], database_name: str) -> Iterat
         "AIAAS_READY_TIMEOUT_SECONDS": "1",
         # Every in-process test client logs in from one address; the throttle has its own tests.
         "AIAAS_LOGIN_MAX_ATTEMPTS_PER_ADDRESS": "1000000",
+        # The fake upstreams listen on loopback, which the egress policy refuses outside development.
+        "AIAAS_UPSTREAM_EGRESS_ALLOW": "127.0.0.0/8",
     }
     settings = load_settings(env)
     from aiaas.entrypoints.migrate import migrate
@@ -173,14 +175,10 @@ async def _cleanup(settings: Settings, *, broker: bool = True) -> None:
         await _cleanup_broker(settings)
 
 
-# Broker prefixes handed to child processes: what those declare is not in ``declared_names``.
-_child_prefixes: set[str] = set()
-
-
 def _broker_touched(prefix: str) -> bool:
     from aiaas.kernel.broker import declared_names
 
-    return prefix in _child_prefixes or any(name.startswith(prefix) for _, name in declared_names)
+    return prefix in CHILD_PREFIXES or any(name.startswith(prefix) for _, name in declared_names)
 
 
 async def _cleanup_redis(settings: Settings) -> None:
@@ -202,11 +200,11 @@ def _topology(prefix: str) -> set[tuple[str, str]]:
     from aiaas.kernel.config import CONTEXTS
 
     names = {(kind, name) for kind, name in declared_names if name.startswith(prefix)}
-    if prefix in _child_prefixes:
+    for child in (p for p in CHILD_PREFIXES if p.startswith(prefix)):
         for context in CONTEXTS:
-            names.add(("exchange", exchange_name(prefix, context)))
+            names.add(("exchange", exchange_name(child, context)))
             for source in CONTEXTS:
-                q = queue_name(prefix, context, source)
+                q = queue_name(child, context, source)
                 names.update({("queue", q), ("queue", f"{q}.dlq"), ("exchange", f"{q}.dlx")})
     return names
 
@@ -235,18 +233,7 @@ async def _cleanup_broker(settings: Settings) -> None:
     finally:
         await conn.close()
     declared_names.difference_update(n for n in list(declared_names) if n[1].startswith(prefix))
-    _child_prefixes.discard(prefix)
-
-
-def env_of(settings: Settings) -> dict[str, str]:
-    """Environment variables that make a child ``aiaas`` process use ``settings``' services and prefixes."""
-    _child_prefixes.add(settings.broker_prefix)
-    env = dict(os.environ)
-    for field in Settings.__struct_fields__:
-        value = getattr(settings, field)
-        if value is not None:
-            env[f"AIAAS_{field.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
+    CHILD_PREFIXES.difference_update(p for p in list(CHILD_PREFIXES) if p.startswith(prefix))
 
 
 @pytest.fixture

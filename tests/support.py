@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
 import urllib.request
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiaas.kernel.config import Settings
 
 # People made by fixtures get bcrypt's lowest cost: those tests are about access, not hashing, and at the
 # production cost (12, which the settings enforce) each one costs a quarter second of CPU to make and
@@ -118,6 +124,17 @@ class TcpProxy:
             self._loop.close()
 
 
+def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; returns once the process is gone."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class OwnRedis:
     """A redis-server of one test on a free port, so an outage never touches the shared Redis."""
 
@@ -140,3 +157,19 @@ class OwnRedis:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+
+# Broker prefixes handed to child processes: what those declare is not in this process's ``declared_names``,
+# so the harness enumerates the platform's topology under each of them when it cleans up.
+CHILD_PREFIXES: set[str] = set()
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    """Environment variables that make a child ``aiaas`` process use ``settings``' services and prefixes."""
+    CHILD_PREFIXES.add(settings.broker_prefix)
+    env = dict(os.environ)
+    for field in type(settings).__struct_fields__:
+        value = getattr(settings, field)
+        if value is not None:
+            env[f"AIAAS_{field.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env

@@ -16,8 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from aiaas.kernel.config import Settings
-from conftest import env_of
-from support import free_port, wait_http
+from support import env_of, free_port, wait_http
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,6 @@ and a worker process: the metering promises proved through the real inference pa
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ from aiaas.usage.schemas import UsagePolicyUpdate
 from e2e.inference.conftest import with_thread
 from fake_upstream import FakeUpstream
 from identity_support import Org, org_with_keys
-from support import free_port, wait_http
+from support import free_port, stop_process, wait_http
 
 CHAT = "usage/chat"
 EMBED = "usage/embed"
@@ -77,13 +76,7 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc)
 
 
 async def _seed(settings: Settings, up: FakeUpstream) -> None:
