@@ -1,11 +1,11 @@
 """Redis clients for the hot path: CPU and wall time per call, one caller at a time.
 
-Why the streamer keeps its own pipelined connection (``kernel.fastredis``) for its two calls per request.
-Contenders run interleaved in rounds against the local Redis (127.0.0.1 only; ``AIAAS_REDIS_URL``), each
-doing the hot path's ``MGET`` of three keys; CPU time is the process's, so it counts our side only (the
-wall time also holds the server and the wake-ups). coredis and valkey-glide are measured when installed
-beside the project (``pip install coredis valkey-glide``); neither is a dependency. Prints figures,
-asserts nothing, stops by itself.
+What each Redis call of the hot path costs with redis-py as the app configures it (``kernel.redis``),
+against redis-py without timeouts or retries and other maintained clients. Contenders run interleaved in
+rounds against the local Redis (127.0.0.1 only; ``AIAAS_REDIS_URL``), each doing the hot path's ``MGET`` of
+three keys; CPU time is the process's, so it counts our side only (the wall time also holds the server
+and the wake-ups). coredis and valkey-glide are measured when installed beside the project (``pip install
+coredis valkey-glide``); neither is a dependency. Prints figures, asserts nothing, stops by itself.
 
     python bench/redis_clients.py [--calls 5000] [--rounds 3]
 """
@@ -37,19 +37,15 @@ async def contenders(stack: AsyncExitStack) -> dict[str, Callable[[], Awaitable[
     from redis.asyncio import Redis
 
     from aiaas.kernel.config import load_settings
-    from aiaas.kernel.fastredis import PipelinedRedis
     from aiaas.kernel.redis import make_redis
 
     ours = make_redis(load_settings({"AIAAS_REDIS_URL": URL}))
     lean = Redis.from_url(URL, retry=None)
-    fast = PipelinedRedis.from_url(URL)
     stack.push_async_callback(ours.aclose)
     stack.push_async_callback(lean.aclose)
-    stack.push_async_callback(fast.aclose)
     out: dict[str, Callable[[], Awaitable[Any]]] = {
         "redis-py, the app's settings": lambda: ours.mget(KEYS),
         "redis-py, no timeout/retry": lambda: lean.mget(KEYS),
-        "PipelinedRedis (kernel.fastredis)": lambda: fast.mget(KEYS),
     }
     try:
         import coredis

@@ -76,6 +76,7 @@ class Broker:
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._lock = asyncio.Lock()
+        self._declare_lock = asyncio.Lock()  # FIFO: concurrent first publishers keep their order
         self._tracer = tracer("aiaas.broker")
         self._consumer_queues: tuple[Subscription, ...] = ()
 
@@ -124,15 +125,24 @@ class Broker:
         return await self._publish_channel()
 
     async def exchange(self, context: str) -> AbstractExchange:
-        """The durable topic exchange of ``context`` (declared on first use)."""
+        """The durable topic exchange of ``context`` (declared on first use).
+
+        Concurrent first callers wait for one declaration, in the order they came: each declaring on its
+        own, they would publish in the order their declarations returned, not the order they were called
+        (a replayed spill stream came out of order that way).
+        """
         ex = self._exchanges.get(context)
-        if ex is None:
-            channel = await self._publish_channel()
-            ex = await channel.declare_exchange(
-                exchange_name(self.prefix, context), aio_pika.ExchangeType.TOPIC, durable=True
-            )
-            self._exchanges[context] = ex
-            declared_names.add(("exchange", ex.name))
+        if ex is not None:
+            return ex
+        async with self._declare_lock:
+            ex = self._exchanges.get(context)
+            if ex is None:
+                channel = await self._publish_channel()
+                ex = await channel.declare_exchange(
+                    exchange_name(self.prefix, context), aio_pika.ExchangeType.TOPIC, durable=True
+                )
+                self._exchanges[context] = ex
+                declared_names.add(("exchange", ex.name))
         return ex
 
     async def publish(

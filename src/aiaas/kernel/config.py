@@ -45,7 +45,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_statement_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 30_000
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_mode: Literal["standalone", "sentinel", "cluster"] = "standalone"
+    # Sentinel mode: the sentinels (host:port, comma-separated) and the name of the master they watch.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "mymaster"
     redis_prefix: str = ""
+    # How long one Redis command (or pipeline) may take before it counts as Redis being unavailable.
+    redis_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"  # pragma: allowlist secret
     broker_prefix: str = ""
 
@@ -84,7 +90,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     inference_breaker_cooldown_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 15.0
     inference_catalog_ttl_seconds: Annotated[int, msgspec.Meta(ge=1)] = 3600
     inference_upstream_pool_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
-    inference_upstream_keepalive_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
+    # Below the 5 s idle timeout common to servers, so the upstream rarely closes a connection we reuse.
+    inference_upstream_keepalive_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 4.0
+    inference_upstream_pool_wait_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
     # Egress policy of upstream connections (inference/providers/egress.py): comma-separated IPs or CIDR
     # networks, each optionally with :port. Outside development, internal addresses (loopback, private,
     # link-local) are refused unless allowed here.
@@ -186,6 +194,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"{_env_name(field)}={raw.get(field)!r} is invalid: expected {_expected_form(field)}"
         ) from None
     _check_urls(settings)
+    _check_redis(settings)
     _check_security(settings)
     return settings
 
@@ -221,6 +230,16 @@ def _check_urls(settings: Settings) -> None:
         ("http://", "https://")
     ):
         raise ConfigError(f"{_env_name('otel_exporter_otlp_endpoint')} is invalid: expected an http(s) URL")
+
+
+def _check_redis(settings: Settings) -> None:
+    if settings.redis_mode == "sentinel":
+        entries = [e.strip() for e in settings.redis_sentinels.split(",") if e.strip()]
+        if not entries or not all(e.rpartition(":")[2].isdigit() for e in entries):
+            raise ConfigError(f"{_env_name('redis_sentinels')} is invalid: expected host:port[,host:port...] "
+                              "(AIAAS_REDIS_MODE is sentinel)")
+    if "{" in settings.redis_prefix or "}" in settings.redis_prefix:
+        raise ConfigError(f"{_env_name('redis_prefix')} is invalid: braces would break Redis Cluster hash tags")
 
 
 def _check_security(settings: Settings) -> None:

@@ -18,7 +18,6 @@ dependency.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from litestar.connection import ASGIConnection
@@ -40,11 +39,6 @@ class Authenticator(Protocol):
         """The principal of a well-formed token, or None when it is unknown, expired or revoked."""
         ...
 
-    async def authenticate_reading(self, token: str, keys: Sequence[str]) -> tuple[Principal | None,
-                                                                                 list[bytes | None] | None]:
-        """``authenticate`` plus ``keys`` read from Redis in the same round trip (None when not read)."""
-        ...
-
     async def for_org(self, principal: Principal, org_id: str) -> Principal | None:
         """``principal`` acting in ``org_id`` (its role there filled in), or None when it may not see it."""
         ...
@@ -53,6 +47,12 @@ class Authenticator(Protocol):
 def _automatic_options(handler: Any) -> bool:
     # Litestar adds an OPTIONS handler to every path; it only lists the allowed methods.
     return getattr(handler, "http_methods", None) == {"OPTIONS"} and not handler.opt.get("permission")
+
+
+def api_key_required() -> Forbidden:
+    """The 403 of a session on a route that serves API keys only (the streamer's: a session names no org)."""
+    return Forbidden("The inference API needs an API key of an organization; a session names no organization "
+                     "here.", code="api_key_required")
 
 
 def unauthenticated(detail: str) -> Unauthenticated:
@@ -76,6 +76,8 @@ async def rbac_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: Ba
     principal = await authenticator.authenticate(token) if token_kind(token) else None
     if principal is None:
         raise unauthenticated("Invalid, expired or revoked API key or session token.")
+    if opt.get("api_key_only") and principal.kind != "api_key":
+        raise api_key_required()
     org_id = connection.path_params.get("org_id")
     if org_id is None and opt.get("org_query"):
         org_id = connection.query_params.get("org_id") or principal.org_id

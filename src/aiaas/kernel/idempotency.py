@@ -18,12 +18,11 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.kernel.db import after_commit
 from aiaas.kernel.errors import Conflict, ValidationFailed
-from aiaas.kernel.redis import Keys
+from aiaas.kernel.redis import Keys, RedisClient
 from aiaas.kernel.security import Principal
 
 HEADER = "idempotency-key"
@@ -51,7 +50,7 @@ async def idempotent(
     request: Request[Any, Any, Any],
     *,
     principal: Principal,
-    redis: Redis,
+    redis: RedisClient,
     keys: Keys,
     context: str,
     session: AsyncSession,

@@ -14,7 +14,7 @@ publishes them from the head of that stream, in order, once the broker is back; 
 only after its confirm. While a context's stream holds entries, new events of that context are appended
 behind them rather than published directly, so order is kept across the outage.
 
-Why a Redis stream and not an outbox table: Redis is already on the request path (limits), ``XADD`` costs
+Why a Redis stream and not an outbox table: RedisClient is already on the request path (limits), ``XADD`` costs
 tens of microseconds and keeps order, and it costs nothing while RabbitMQ is healthy; an outbox table
 would add a database write to every request. If Redis is down as well, events stay in the in-memory
 buffer (bounded) and are retried; only when both are down and the buffer overflows is an event dropped,
@@ -35,11 +35,10 @@ from collections.abc import Iterable
 
 import msgspec
 from prometheus_client import Counter, Gauge
-from redis.asyncio import Redis
 
 from aiaas.kernel.broker import Broker
 from aiaas.kernel.events import Event
-from aiaas.kernel.redis import Keys, RedisUnavailable
+from aiaas.kernel.redis import Keys, RedisClient, RedisUnavailable
 
 log = logging.getLogger("aiaas.publisher")
 
@@ -72,7 +71,7 @@ class EventPublisher:
         self,
         broker: Broker,
         *,
-        redis: Redis | None = None,
+        redis: RedisClient | None = None,
         keys: Keys | None = None,
         buffer_size: int = 10_000,
         batch_size: int = 200,
