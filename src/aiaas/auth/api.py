@@ -5,6 +5,7 @@ Functions here return frozen Structs, never ORM rows. Writes join the caller's `
 
 from __future__ import annotations
 
+from aiaas.auth.principals import REFUSAL, PrincipalCache, Refused
 from aiaas.auth.schemas import CreatedKey, Key, KeyCreate, KeyIdentity, Session, User
 from aiaas.auth.service import (
     LastUsedRecorder,
@@ -15,6 +16,8 @@ from aiaas.auth.service import (
     end_sessions_of,
     find_user_by_email,
     flush_last_used,
+    forget_member,
+    forget_member_after_commit,
     get_user,
     get_users,
     identify_api_key,
@@ -27,11 +30,14 @@ from aiaas.auth.service import (
 from aiaas.auth.service import create_key as create_key
 
 __all__ = [
+    "REFUSAL",
     "CreatedKey",
     "Key",
     "KeyCreate",
     "KeyIdentity",
     "LastUsedRecorder",
+    "PrincipalCache",
+    "Refused",
     "RoleLookup",
     "Session",
     "User",
@@ -42,6 +48,8 @@ __all__ = [
     "end_sessions_of",
     "find_user_by_email",
     "flush_last_used",
+    "forget_member",
+    "forget_member_after_commit",
     "get_user",
     "get_users",
     "identify_api_key",

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import Parameter
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.auth import service
+from aiaas.auth.principals import PrincipalCache
 from aiaas.auth.schemas import (
     CreatedKey,
     Key,
@@ -26,8 +26,7 @@ from aiaas.kernel.config import Settings
 from aiaas.kernel.errors import NotFound
 from aiaas.kernel.idempotency import idempotent
 from aiaas.kernel.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
-from aiaas.kernel.principals import PrincipalCache
-from aiaas.kernel.redis import Keys
+from aiaas.kernel.redis import Keys, RedisClient
 from aiaas.kernel.security import Permission, Principal, bearer_token
 
 P = Permission
@@ -42,7 +41,7 @@ class SessionController(Controller):
 
     @post("/login", opt={"public": True}, status_code=200, security=[])
     async def login(self, data: LoginRequest, request: Request[Any, Any, Any], auth_session: AsyncSession,
-                    redis: Redis, keys: Keys, settings: Settings) -> Session:
+                    redis: RedisClient, keys: Keys, settings: Settings) -> Session:
         """Exchange email and password for an opaque session token (send it as `Authorization: Bearer`).
 
         Throttled per account and per client address: too many attempts answer 429 with `Retry-After`.
@@ -52,7 +51,7 @@ class SessionController(Controller):
                                    address=address)
 
     @post("/logout", opt={"permission": P.SELF}, status_code=204)
-    async def logout(self, request: Request[Any, Any, Any], principal: Principal, redis: Redis,
+    async def logout(self, request: Request[Any, Any, Any], principal: Principal, redis: RedisClient,
                      keys: Keys) -> None:
         """End the current session (API keys are revoked instead, under the org's keys)."""
         token = bearer_token(request.headers.get("authorization"))
@@ -75,7 +74,7 @@ class UserController(Controller):
 
     @post("/v1/admin/users", opt={"permission": P.PLATFORM_ADMIN})
     async def create_user(self, data: UserCreate, request: Request[Any, Any, Any], principal: Principal,
-                          auth_session: AsyncSession, settings: Settings, redis: Redis,
+                          auth_session: AsyncSession, settings: Settings, redis: RedisClient,
                           keys: Keys) -> Response[User]:
         """Create a person account (email + password). Honours `Idempotency-Key`."""
         return await idempotent(
@@ -101,7 +100,7 @@ class KeyController(Controller):
 
     @post("/", opt={"permission": P.KEYS_MANAGE_OWN})
     async def create_key(self, org_id: str, data: KeyCreate, request: Request[Any, Any, Any],
-                         principal: Principal, auth_session: AsyncSession, redis: Redis,
+                         principal: Principal, auth_session: AsyncSession, redis: RedisClient,
                          keys: Keys, member_roles: service.RoleLookup) -> Response[CreatedKey]:
         """Issue a key. The secret (`key`) is in this response only; store it now. Honours `Idempotency-Key`
         (a replay answers 409: the secret is never shown twice).
@@ -142,7 +141,7 @@ class KeyController(Controller):
     @post("/{key_id:str}/rotate", opt={"permission": P.KEYS_MANAGE_OWN})
     async def rotate_key(self, org_id: str, key_id: str, data: KeyRotate, request: Request[Any, Any, Any],
                          principal: Principal, auth_session: AsyncSession, principal_cache: PrincipalCache,
-                         redis: Redis, keys: Keys, member_roles: service.RoleLookup) -> Response[CreatedKey]:
+                         redis: RedisClient, keys: Keys, member_roles: service.RoleLookup) -> Response[CreatedKey]:
         """Issue a successor with the same settings; the old key stays valid for `grace_seconds` (0 = revoke now).
 
         You receive the successor's secret, so a key that holds more than you (an owner's, for an admin) is

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.auth.models import ApiKey, AuditEvent, User
@@ -37,8 +37,6 @@ async def list_users(session: AsyncSession, *, after_id: str | None, limit: int,
     return list((await session.execute(q)).scalars())
 
 
-async def any_platform_admin(session: AsyncSession) -> bool:
-    return bool((await session.execute(select(func.count()).select_from(User).where(User.platform_admin))).scalar())
 
 
 def add(session: AsyncSession, row: Any) -> None:

@@ -20,7 +20,8 @@ Password = Annotated[str, msgspec.Meta(min_length=12, max_length=72,
 LoginPassword = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 Name = label(max_length=200, description="1 to 200 characters, no control characters.")
 ModelName = label(max_length=200)
-PositiveLimit = Annotated[int, msgspec.Meta(ge=1, le=10_000_000_000)]
+# The key's columns are 32-bit integers; 2^31 - 1 requests or tokens a minute is beyond any real limit.
+PositiveLimit = Annotated[int, msgspec.Meta(ge=1, le=2_147_483_647)]
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -22,43 +22,40 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from aiaas.kernel.config import Settings
 from aiaas.kernel.errors import TooManyRequests
-from aiaas.kernel.redis import Keys, LuaScript
+from aiaas.kernel.redis import Keys, RedisClient, script
 from aiaas.kernel.security import sha256_hex
 
 KNOWN_ADDRESS_SECONDS = 30 * 86_400
 
-# KEYS: address counter, (account, address) failures, account backoff hash, (account, address) known mark.
-# ARGV: address limit, address window s, failure limit, failure window s, max backoff s.
-# Returns {allowed (0/1), retry ms, rule ('address' | 'account' | 'backoff' | '')}.
+# The per-address count is one INCR of its own key; the account's three keys share the account's hash
+# slot, so this script runs on a Redis Cluster too.
+# KEYS: (account, address) failures, account backoff hash, (account, address) known mark.
+# ARGV: failure limit, failure window s, max backoff s.
+# Returns {allowed (0/1), retry ms, rule ('account' | 'backoff' | '')}.
 _GATE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local attempts = redis.call('INCR', KEYS[1])
-if attempts == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2])) end
-if attempts > tonumber(ARGV[1]) then return {0, math.max(redis.call('PTTL', KEYS[1]), 1000), 'address'} end
-local limit = tonumber(ARGV[3])
-local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
-if failures >= limit then return {0, math.max(redis.call('PTTL', KEYS[2]), 1000), 'account'} end
-local known = redis.call('EXISTS', KEYS[4]) == 1
+local limit = tonumber(ARGV[1])
+local failures = tonumber(redis.call('GET', KEYS[1]) or '0')
+if failures >= limit then return {0, math.max(redis.call('PTTL', KEYS[1]), 1000), 'account'} end
+local known = redis.call('EXISTS', KEYS[3]) == 1
 if not known then
-  local next_at = tonumber(redis.call('HGET', KEYS[3], 'next') or '0')
+  local next_at = tonumber(redis.call('HGET', KEYS[2], 'next') or '0')
   if next_at > now then return {0, next_at - now, 'backoff'} end
 end
-redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]), 'NX')
-local n = redis.call('HINCRBY', KEYS[3], 'n', 1)
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]), 'NX')
+local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
 if n >= limit then
-  local delay = math.min(2 ^ (n - limit), tonumber(ARGV[5])) * 1000
-  redis.call('HSET', KEYS[3], 'next', now + delay)
+  local delay = math.min(2 ^ (n - limit), tonumber(ARGV[3])) * 1000
+  redis.call('HSET', KEYS[2], 'next', now + delay)
 end
-redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
 return {1, 0, ''}
 """
-LOGIN_GATE = LuaScript(_GATE)
+LOGIN_GATE = script(_GATE)
 
 
 @dataclass(frozen=True)
@@ -74,29 +71,38 @@ class LoginKeys:
     def of(cls, keys: Keys, *, email: str, address: str) -> LoginKeys:
         acct = sha256_hex(email)
         return cls(address=keys("auth", "login", "addr", address),
-                   failures=keys("auth", "login", "fail", acct, address),
-                   backoff=keys("auth", "login", "backoff", acct),
-                   known=keys("auth", "login", "known", acct, address))
+                   failures=keys.tagged("auth", acct, "login", "fail", address),
+                   backoff=keys.tagged("auth", acct, "login", "backoff"),
+                   known=keys.tagged("auth", acct, "login", "known", address))
 
 
-async def admit_attempt(redis: Redis, k: LoginKeys, settings: Settings) -> None:
+async def admit_attempt(redis: RedisClient, k: LoginKeys, settings: Settings) -> None:
     """Count this attempt (as a failure until proven otherwise) or refuse it with 429 and ``Retry-After``."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.incr(k.address)
+        pipe.expire(k.address, settings.login_address_window_seconds, nx=True)
+        pipe.pttl(k.address)
+        attempts, _, pttl = await pipe.execute()
+    if int(attempts) > settings.login_max_attempts_per_address:
+        _refuse(max(int(pttl), 1000), b"address")
     allowed, retry_ms, rule = await LOGIN_GATE(
-        redis, [k.address, k.failures, k.backoff, k.known], settings.login_max_attempts_per_address,
-        settings.login_address_window_seconds, settings.login_max_failures_per_account,
+        redis, [k.failures, k.backoff, k.known], settings.login_max_failures_per_account,
         settings.login_failure_window_seconds, settings.login_max_backoff_seconds)
-    if int(allowed):
-        return
-    retry = max(1, math.ceil(int(retry_ms) / 1000))
+    if not int(allowed):
+        _refuse(int(retry_ms), rule if isinstance(rule, bytes) else str(rule).encode())
+
+
+def _refuse(retry_ms: int, rule: bytes) -> None:
+    retry = max(1, math.ceil(retry_ms / 1000))
     what = {b"address": "from this address", b"account": "for this account from this address"}.get(
-        rule if isinstance(rule, bytes) else str(rule).encode(), "for this account")
+        rule, "for this account")
     raise TooManyRequests(f"Too many login attempts {what}; retry in {retry} seconds.", code="login_throttled",
                           headers={"Retry-After": str(retry)})
 
 
-async def succeeded(redis: Redis, k: LoginKeys) -> None:
+async def succeeded(redis: RedisClient, k: LoginKeys) -> None:
     """The password was right: undo this attempt's failure counts and remember the address as the owner's."""
-    async with redis.pipeline(transaction=True) as pipe:
+    async with redis.pipeline(transaction=False) as pipe:
         pipe.delete(k.failures, k.backoff)
         pipe.set(k.known, b"1", ex=KNOWN_ADDRESS_SECONDS)
         await pipe.execute()

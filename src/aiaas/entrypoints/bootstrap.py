@@ -12,14 +12,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.auth import api as auth_api
-from aiaas.inference.providers import wire
+from aiaas.inference.providers.client import UpstreamClient
 from aiaas.inference.providers.credentials import CredentialResolver
 from aiaas.inference.providers.egress import EgressPolicy, parse_entries
-from aiaas.inference.providers.http import HttpUpstream, make_pool
+from aiaas.inference.providers.http import HttpUpstream
 from aiaas.inference.providers.local import LocalRunner
 from aiaas.inference.service.admission import Admitter
 from aiaas.inference.service.catalog import CatalogCache
@@ -28,11 +27,9 @@ from aiaas.inference.service.routing import Breakers
 from aiaas.kernel.broker import Broker, Subscription
 from aiaas.kernel.config import ConfigError, Settings
 from aiaas.kernel.db import Database
-from aiaas.kernel.fastredis import make_hot_redis
 from aiaas.kernel.health import Check
-from aiaas.kernel.principals import PrincipalCache
 from aiaas.kernel.publisher import EventPublisher
-from aiaas.kernel.redis import Keys, make_redis
+from aiaas.kernel.redis import Keys, RedisClient, make_redis
 from aiaas.usage import api as usage_api
 
 log = logging.getLogger("aiaas.bootstrap")
@@ -93,24 +90,22 @@ class Container:
         self.settings = settings
         self.role = role
         self.db = Database(settings, role=role)
-        self.redis: Redis = make_redis(settings)
-        # The inference hot path's two calls per request (the principal's MGET, the admission script) go
-        # over one pipelined connection; everything else uses the pooled redis-py client.
-        self.hot_redis = make_hot_redis(settings.redis_url, fallback=self.redis)
+        self.redis: RedisClient = make_redis(settings)
         self.keys = Keys(settings.redis_prefix)
         self.broker = Broker(settings)
         self.publisher = EventPublisher(self.broker, redis=self.redis, keys=self.keys,
                                         buffer_size=settings.event_buffer_size,
                                         publish_timeout=settings.event_publish_timeout_seconds,
                                         linger=settings.event_linger_ms / 1000)
-        self.principal_cache = PrincipalCache(self.redis, self.keys, ttl_seconds=settings.principal_cache_ttl_seconds)
+        self.principal_cache = auth_api.PrincipalCache(self.redis, self.keys,
+                                                      ttl_seconds=settings.principal_cache_ttl_seconds)
         self.last_used = auth_api.LastUsedRecorder(self.redis, self.keys)
         self._authenticator: Any = None
         self.catalog = CatalogCache(self.redis, self.keys, self.inference_session,
                                     ttl=settings.inference_catalog_ttl_seconds)
         # Inference pieces exist only in processes that serve the streamer: the upstream HTTP pool is
         # opened on startup (it needs the running loop) and the embedded model loads on first use.
-        self.upstream_pool: wire.Pool | None = None
+        self.upstream_pool: UpstreamClient | None = None
         self.local_runner: LocalRunner | None = None
         self.gateway: Gateway | None = None
         self.usage_policies = usage_api.PolicyStore(self.redis, self.keys, self.session_factory("usage"),
@@ -141,9 +136,10 @@ class Container:
 
     def _start_inference(self) -> None:
         s = self.settings
-        self.upstream_pool = make_pool(pool_size=s.inference_upstream_pool_size,
-                                       keepalive_seconds=s.inference_upstream_keepalive_seconds,
-                                       egress=egress_policy(s))
+        self.upstream_pool = UpstreamClient(pool_size=s.inference_upstream_pool_size,
+                                            keepalive_seconds=s.inference_upstream_keepalive_seconds,
+                                            pool_wait_seconds=s.inference_upstream_pool_wait_seconds,
+                                            egress=egress_policy(s))
         if s.local_model_enabled:
             self.local_runner = LocalRunner(model_path=s.local_model_path, n_ctx=s.local_model_context,
                                             n_threads=s.local_model_threads, max_queue=s.local_model_max_queue,
@@ -158,7 +154,7 @@ class Container:
                                local=self.local_runner, max_attempts=s.inference_max_attempts,
                                retry_budget=s.inference_retry_budget_seconds,
                                publish=lambda event: publisher.emit("inference", event),
-                               admitter=Admitter(self.hot_redis, self.keys, self.usage_policies))
+                               admitter=Admitter(self.redis, self.keys, self.usage_policies))
 
     async def _ping_redis(self) -> None:
         await self.redis.ping()
@@ -239,17 +235,15 @@ class Container:
         """
         grace = self.settings.graceful_shutdown_seconds
         await bounded("publisher", self.publisher.close(timeout=grace), grace + 5)
-        await bounded("last-used stamps", self.last_used.flush(), 5)
+        await bounded("last-used stamps", self.last_used.close(), 5)
         if self.upstream_pool is not None:
-            await bounded("upstream HTTP pool", self.upstream_pool.close(), 5)
+            await bounded("upstream HTTP client", self.upstream_pool.close(), 5)
             self.upstream_pool = None
         if self.local_runner is not None:
             self.local_runner.shutdown()
             self.local_runner = None
         self.gateway = None
         await bounded("broker connection", self.broker.close(), 5)
-        if self.hot_redis is not self.redis:
-            await bounded("hot-path redis connection", self.hot_redis.aclose(), 5)
         await bounded("redis client", self.redis.aclose(), 5)
         await bounded("database pools", self.db.dispose(), 10)
 
@@ -261,7 +255,7 @@ def dependencies(container: Container) -> dict[str, Any]:
     """Litestar dependencies shared by every route: the container's pieces by name."""
     from litestar.di import Provide
 
-    def _redis() -> Redis:
+    def _redis() -> RedisClient:
         return container.redis
 
     def _keys() -> Keys:
@@ -270,7 +264,7 @@ def dependencies(container: Container) -> dict[str, Any]:
     def _settings() -> Settings:
         return container.settings
 
-    def _principal_cache() -> PrincipalCache:
+    def _principal_cache() -> auth_api.PrincipalCache:
         return container.principal_cache
 
     return {

@@ -1,7 +1,7 @@
 """Token -> principal resolution for both HTTP roles: ``auth.api`` (who) + ``orgs.api`` (role in the org).
 
 Warm path of an API key: one Redis ``GET`` of the msgspec-encoded principal under the key's SHA-256
-(:class:`~aiaas.kernel.principals.PrincipalCache`), no database query. Cold path: the key from ``auth``,
+(``auth.api.PrincipalCache``), no database query. Cold path: the key from ``auth``,
 the owner's role from ``orgs``, then the principal is cached (never longer than the key lives). Unknown,
 revoked or expired keys and keys of removed members are cached as refusals for a minute, so guessing
 traffic does not reach PostgreSQL either. Session tokens live in Redis only (one ``GET``).
@@ -16,7 +16,6 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -25,7 +24,6 @@ from aiaas.auth import api as auth_api
 from aiaas.kernel.errors import ServiceUnavailable
 from aiaas.kernel.events import utcnow
 from aiaas.kernel.pagination import is_uuid
-from aiaas.kernel.principals import PrincipalCache, Refused
 from aiaas.kernel.redis import RedisUnavailable
 from aiaas.kernel.security import Principal, sha256_hex, token_kind
 from aiaas.orgs import api as orgs_api
@@ -44,48 +42,37 @@ class PrincipalResolver:
     def __init__(self, container: Container) -> None:
         self._db = container.db
         self._redis = container.redis
-        self._hot_redis = container.hot_redis
         self._keys = container.keys
-        self.cache: PrincipalCache = container.principal_cache
+        self.cache: auth_api.PrincipalCache = container.principal_cache
         self._last_used = container.last_used
 
     async def authenticate(self, token: str) -> Principal | None:
-        """The principal of an API key or session token; None when unknown, expired or revoked."""
-        principal, _ = await self.authenticate_reading(token, ())
-        return principal
+        """The principal of an API key or session token; None when unknown, expired or revoked.
 
-    async def authenticate_reading(self, token: str, keys: Sequence[str]) -> tuple[Principal | None,
-                                                                                 list[bytes | None] | None]:
-        """:meth:`authenticate`, plus the Redis ``keys`` read in the same round trip.
-
-        The inference hot path reads its catalog entries this way: a warm API key costs one ``MGET`` for
-        the principal and the caller's keys together. The values are None when they were not read (a
-        session token, or Redis unavailable); the caller then reads them its own way.
+        A warm API key is one Redis ``GET`` (``auth``'s principal cache) and no database query.
         """
         kind = token_kind(token)
         if kind == "session":
             try:
-                return await auth_api.session_principal(self._redis, self._keys, token), None
+                return await auth_api.session_principal(self._redis, self._keys, token)
             except RedisUnavailable as exc:
                 raise ServiceUnavailable("Sessions cannot be checked right now; retry shortly or use an API key.",
                                          code="sessions_unavailable", headers={"Retry-After": "1"}) from exc
         if kind != "api_key":
-            return None, None
+            return None
         token_hash = sha256_hex(token)
-        values: list[bytes | None] | None = None
         try:
-            raw, *values = await self._hot_redis.mget([self.cache.key(token_hash), *keys])
+            cached = await self.cache.get(token_hash)
         except RedisUnavailable as exc:
             log.debug("principal cache unavailable (%s): resolving the key from the database", type(exc).__name__)
             principal = await self.resolve_cold(token_hash, cache=False)
         else:
-            cached = self.cache.decode(raw)
-            if isinstance(cached, Refused):
-                return None, values
+            if isinstance(cached, auth_api.Refused):
+                return None
             principal = cached if cached is not None else await self.resolve_cold(token_hash)
         if principal is not None and principal.key_id:
             self._last_used.record(principal.key_id, time.time())
-        return principal, values
+        return principal
 
     async def resolve_cold(self, token_hash: str, *, cache: bool = True) -> Principal | None:
         """Build an API key's principal from PostgreSQL and cache it (or cache the refusal).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import secrets
 from enum import StrEnum
 
@@ -95,7 +94,6 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     allowed_models: frozenset[str] | None = None
     rpm_limit: int | None = None
     tpm_limit: int | None = None
-    token_budget: int | None = None
     expires_at: dt.datetime | None = None  # an API key's expiry
 
     def has(self, permission: Permission, *, write: bool = False) -> bool:
@@ -182,7 +180,3 @@ def sha256_hex(token: str) -> str:
     """The SHA-256 of a token, as stored (API keys and session tokens are never stored in clear)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
-
-def constant_time_equal(a: str, b: str) -> bool:
-    """Compare two secrets without leaking their common prefix through timing."""
-    return hmac.compare_digest(a.encode(), b.encode())

@@ -6,13 +6,12 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import Parameter
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aiaas.auth import api as auth_api
 from aiaas.kernel.audit import AuditFilter
 from aiaas.kernel.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor, is_uuid
-from aiaas.kernel.principals import PrincipalCache
-from aiaas.kernel.redis import Keys
+from aiaas.kernel.redis import Keys, RedisClient
 from aiaas.kernel.security import OrgRole, Permission, Principal
 from aiaas.orgs import service
 from aiaas.orgs.schemas import (
@@ -43,7 +42,7 @@ class OrgController(Controller):
 
     @post("/", opt={"permission": P.SELF})
     async def create_org(self, data: OrgCreate, request: Request[Any, Any, Any], principal: Principal,
-                         orgs_session: AsyncSession, redis: Redis, keys: Keys) -> Response[Org]:
+                         orgs_session: AsyncSession, redis: RedisClient, keys: Keys) -> Response[Org]:
         """Create an organization; the signed-in user becomes its owner. Honours `Idempotency-Key`."""
         from aiaas.kernel.errors import Forbidden
         from aiaas.kernel.idempotency import idempotent
@@ -77,7 +76,7 @@ class OrgController(Controller):
 
     @delete("/{org_id:str}", opt={"permission": P.ORG_MANAGE}, status_code=204)
     async def delete_org(self, org_id: str, principal: Principal, orgs_session: AsyncSession,
-                         auth_session: AsyncSession, principal_cache: PrincipalCache) -> None:
+                         auth_session: AsyncSession, principal_cache: auth_api.PrincipalCache) -> None:
         """Delete the organization (owners; soft delete): it answers 404 afterwards and its keys are revoked."""
         await service.delete_org(orgs_session, auth_session, principal_cache, org_id=org_id, actor=principal)
 
@@ -104,7 +103,7 @@ class MemberController(Controller):
     @post("/", opt={"permission": P.MEMBERS_MANAGE})
     async def add_member(self, org_id: str, data: MemberAdd, request: Request[Any, Any, Any],
                          principal: Principal, orgs_session: AsyncSession, auth_session: AsyncSession,
-                         redis: Redis, keys: Keys) -> Response[Member]:
+                         redis: RedisClient, keys: Keys) -> Response[Member]:
         """Add an existing user by email with a role (only owners grant `owner`). Honours `Idempotency-Key`."""
         from aiaas.kernel.idempotency import idempotent
 
@@ -116,14 +115,14 @@ class MemberController(Controller):
     @patch("/{user_id:str}", opt={"permission": P.MEMBERS_MANAGE})
     async def change_role(self, org_id: str, user_id: str, data: MemberUpdate, principal: Principal,
                           orgs_session: AsyncSession, auth_session: AsyncSession,
-                          principal_cache: PrincipalCache) -> Member:
+                          principal_cache: auth_api.PrincipalCache) -> Member:
         """Change a member's role; the org always keeps an owner. Effective on every replica at once."""
         return await service.change_role(orgs_session, auth_session, principal_cache, org_id=org_id,
                                          user_id=user_id, role=data.role, actor=principal)
 
     @delete("/{user_id:str}", opt={"permission": P.MEMBERS_MANAGE}, status_code=204)
     async def remove_member(self, org_id: str, user_id: str, principal: Principal, orgs_session: AsyncSession,
-                            auth_session: AsyncSession, principal_cache: PrincipalCache) -> None:
+                            auth_session: AsyncSession, principal_cache: auth_api.PrincipalCache) -> None:
         """Remove a member; its keys in this org are revoked at once."""
         await service.remove_member(orgs_session, auth_session, principal_cache, org_id=org_id, user_id=user_id,
                                     actor=principal)
@@ -144,7 +143,7 @@ class ServiceAccountController(Controller):
 
     @post("/", opt={"permission": P.MEMBERS_MANAGE})
     async def create(self, org_id: str, data: ServiceAccountCreate, request: Request[Any, Any, Any],
-                     principal: Principal, orgs_session: AsyncSession, auth_session: AsyncSession, redis: Redis,
+                     principal: Principal, orgs_session: AsyncSession, auth_session: AsyncSession, redis: RedisClient,
                      keys: Keys) -> Response[ServiceAccount]:
         """Create a service account with a role (not owner); then issue keys for it under `/keys`."""
         from aiaas.kernel.idempotency import idempotent
@@ -165,7 +164,7 @@ class ServiceAccountController(Controller):
 
     @delete("/{user_id:str}", opt={"permission": P.MEMBERS_MANAGE}, status_code=204)
     async def delete(self, org_id: str, user_id: str, principal: Principal, orgs_session: AsyncSession,
-                     auth_session: AsyncSession, principal_cache: PrincipalCache) -> None:
+                     auth_session: AsyncSession, principal_cache: auth_api.PrincipalCache) -> None:
         """Delete a service account; its keys are revoked at once."""
         await service.delete_service_account(orgs_session, auth_session, principal_cache, org_id=org_id,
                                              user_id=user_id, actor=principal)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.kernel.audit import AuditFilter
@@ -105,6 +105,3 @@ async def audit_entries(session: AsyncSession, f: AuditFilter) -> list[AuditEven
         q = q.where(AuditEvent.id < f.before_id)
     return list((await session.execute(q)).scalars())
 
-
-async def count_orgs(session: AsyncSession) -> int:
-    return int((await session.execute(select(func.count()).select_from(Organization))).scalar() or 0)

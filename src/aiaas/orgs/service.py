@@ -17,11 +17,12 @@ from aiaas.kernel.db import after_commit
 from aiaas.kernel.errors import Conflict, Forbidden, NotFound
 from aiaas.kernel.events import utcnow, uuid7_str
 from aiaas.kernel.pagination import is_uuid
-from aiaas.kernel.principals import PrincipalCache
-from aiaas.kernel.security import OrgRole, Permission, Principal, role_rank
+from aiaas.kernel.security import OrgRole, Principal, role_rank
 from aiaas.orgs import repository as repo
 from aiaas.orgs.models import AuditEvent, Membership, Organization
 from aiaas.orgs.schemas import Member, Org, ServiceAccount
+
+PrincipalCache = auth_api.PrincipalCache
 
 
 def _audit(session: AsyncSession, actor: Principal | None, **kw: object) -> None:
@@ -112,13 +113,8 @@ async def delete_org(session: AsyncSession, auth_session: AsyncSession, cache: P
     o.deleted_at = utcnow()
     _audit(session, actor, action="org.delete", target_type="org", target_id=org_id, org_id=org_id)
     await auth_api.revoke_org_keys(auth_session, cache, org_id=org_id, actor=actor)
-    member_ids = await repo.all_member_ids(session, org_id)
-
-    async def forget() -> None:
-        for uid in member_ids:
-            await cache.drop_member(org_id, uid)
-
-    after_commit(session, forget)
+    for uid in await repo.all_member_ids(session, org_id):
+        after_commit(session, auth_api.forget_member_after_commit(cache, org_id=org_id, user_id=uid))
 
 
 # --- Members ----------------------------------------------------------------------------------------
@@ -192,7 +188,8 @@ async def change_role(session: AsyncSession, auth_session: AsyncSession, cache: 
     await session.flush()
     _audit(session, actor, action="member.role_change", target_type="user", target_id=user_id, org_id=org_id,
            details={"from": current.value, "to": role.value})
-    after_commit(session, lambda: cache.drop_member(org_id, user_id))
+    await auth_api.forget_member(cache, org_id=org_id, user_id=user_id)
+    after_commit(session, auth_api.forget_member_after_commit(cache, org_id=org_id, user_id=user_id))
     return Member(user_id=user_id, email=u.email if u else "", name=u.name if u else "", kind=u.kind if u else "",
                   role=role, joined_at=m.created_at)
 
@@ -209,7 +206,7 @@ async def remove_member(session: AsyncSession, auth_session: AsyncSession, cache
     _audit(session, actor, action="member.remove", target_type="user", target_id=user_id, org_id=org_id,
            details={"role": current.value})
     await auth_api.revoke_owner_keys(auth_session, cache, org_id=org_id, owner_id=user_id, actor=actor)
-    after_commit(session, lambda: cache.drop_member(org_id, user_id))
+    after_commit(session, auth_api.forget_member_after_commit(cache, org_id=org_id, user_id=user_id))
 
 
 # --- Service accounts -------------------------------------------------------------------------------
@@ -243,7 +240,7 @@ async def delete_service_account(session: AsyncSession, auth_session: AsyncSessi
     m = await _membership(session, org_id, user_id)
     await auth_api.disable_service_account(auth_session, cache, org_id=org_id, user_id=user_id, actor=actor)
     await repo.delete(session, m)
-    after_commit(session, lambda: cache.drop_member(org_id, user_id))
+    after_commit(session, auth_api.forget_member_after_commit(cache, org_id=org_id, user_id=user_id))
 
 
 # --- Audit ------------------------------------------------------------------------------------------
@@ -257,7 +254,3 @@ async def list_audit(session: AsyncSession, auth_session: AsyncSession,
     merged = list(heapq.merge(ours, theirs, key=lambda e: e.id, reverse=True))
     return merged[: f.limit], len(merged) > f.limit
 
-
-def may_read_all_audit(actor: Principal) -> bool:
-    """Platform admins read the whole trail."""
-    return actor.has(Permission.PLATFORM_ADMIN)
