@@ -15,20 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from redis.asyncio import Redis
-
-from aiaas.kernel.fastredis import PipelinedRedis
-from aiaas.kernel.redis import Keys
+from aiaas.kernel.redis import Keys, RedisClient
 from aiaas.kernel.security import Principal
 from aiaas.usage import service
-from aiaas.usage.schemas import Admission, Gate, GateClosed, UsagePolicy
+from aiaas.usage.schemas import Admission, UsagePolicy
 from aiaas.usage.service import PolicyStore
 
-__all__ = ["Admission", "Gate", "GateClosed", "PolicyStore", "UsagePolicy", "admit", "ready_state"]
+__all__ = ["Admission", "PolicyStore", "UsagePolicy", "admit", "ready_state"]
 
 
 async def admit(
-    redis: Redis | PipelinedRedis,
+    redis: RedisClient,
     keys: Keys,
     *,
     principal: Principal,
@@ -38,7 +35,6 @@ async def admit(
     choices: int = 1,
     policy: UsagePolicy | None = None,
     policies: PolicyStore | None = None,
-    gate: Gate | None = None,
 ) -> Admission:
     """Admit one inference request or refuse it, in one atomic Redis script.
 
@@ -49,9 +45,10 @@ async def admit(
     Checks RPM and TPM of the API key (its ``rpm_limit``/``tpm_limit``) and of the org (``policy``), and
     reserves the request's maximum cost (``estimated_prompt_tokens + choices * max_tokens``, with the
     policy's ``default_max_tokens`` when the request sets none; ``choices`` is how many completions the
-    upstream is asked for, OpenAI's ``n``) against the org's monthly budget and the key's
-    ``token_budget``. Either everything is charged or nothing is; arguments out of range (negative, or
-    above ``MAX_ADMITTED_TOKENS``) raise ``BadRequest`` before Redis is touched.
+    upstream is asked for, OpenAI's ``n``) against the org's monthly budget. Either everything is charged
+    or nothing is; arguments out of range (negative, or above ``MAX_ADMITTED_TOKENS``) raise
+    ``BadRequest`` before Redis is touched. Everything it decides on is in its arguments and in ``usage``'s
+    own keys: whether the caller may use ``model`` at all is the caller's to check first.
 
     Raises ``kernel.errors.TooManyRequests`` (429) with code ``rate_limit_exceeded`` or
     ``insufficient_quota`` and ``Retry-After`` plus the ``x-ratelimit-*`` headers. When Redis is
@@ -59,15 +56,10 @@ async def admit(
     ``reservation_id`` None; its usage is still counted when the worker settles the event); otherwise
     ``kernel.errors.ServiceUnavailable`` (503, code ``rate_limiter_unavailable``).
 
-    ``gate`` (optional) makes admission conditional on an allow-list the caller keeps in Redis (see
-    :class:`Gate`), checked in the same script before anything is charged: :class:`GateClosed` is raised
-    when the list does not admit the member (``miss`` True when the list is not cached). While Redis is
-    unreachable the gate cannot be read: an ``Admission`` with ``enforced`` False leaves it unchecked,
-    and the caller checks its list itself.
     """
     return await service.admit(redis, keys, principal=principal, model=model,
                                estimated_prompt_tokens=estimated_prompt_tokens, max_tokens=max_tokens,
-                               choices=choices, policy=policy, policies=policies, gate=gate)
+                               choices=choices, policy=policy, policies=policies)
 
 
 def ready_state(checks: Mapping[str, str] | None = None) -> Mapping[str, str]:

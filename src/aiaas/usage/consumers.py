@@ -24,13 +24,12 @@ from contextlib import AbstractAsyncContextManager
 import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import Counter, Gauge, Histogram
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.inference.events import CompletionRecorded
 from aiaas.kernel.broker import PoisonMessage
 from aiaas.kernel.events import utcnow
-from aiaas.kernel.redis import Keys, RedisUnavailable
+from aiaas.kernel.redis import Keys, RedisClient, RedisUnavailable
 from aiaas.usage import service
 
 log = logging.getLogger("aiaas.usage.consumer")
@@ -50,7 +49,7 @@ UnitOfWork = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 class LedgerConsumer:
     """Batches completion events into the ledger and settles them in Redis."""
 
-    def __init__(self, *, unit_of_work: UnitOfWork, redis: Redis, keys: Keys, batch_size: int = 200,
+    def __init__(self, *, unit_of_work: UnitOfWork, redis: RedisClient, keys: Keys, batch_size: int = 200,
                  max_wait: float = 0.05, settle_retry_seconds: float = 20.0) -> None:
         self._uow = unit_of_work
         self._redis = redis

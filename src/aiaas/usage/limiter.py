@@ -29,7 +29,7 @@ import math
 
 import uuid_utils
 
-from aiaas.kernel.redis import LuaScript
+from aiaas.kernel.redis import script
 
 WINDOW_MS = 60_000
 
@@ -40,34 +40,20 @@ WINDOW_MS = 60_000
 
 # Negations are written `0 - x`: Lua turns `-0` into the string "-0", which HINCRBY rejects.
 #
-# KEYS: the org's cached policy (JSON, as ``PolicyStore`` writes it), the org's window (W, T) and quota
-# (Q, R) keys, then, for a request made with an API key, the key's window and quota keys.
+# KEYS (all in the org's hash slot, so a Redis Cluster runs the script): the org's cached policy (JSON,
+# as ``PolicyStore`` writes it), the org's window (W, T) and quota (Q, R) keys, then, for a request made
+# with an API key, the key's window keys.
 # ARGV: reservation id, window ms, reservation ttl ms, prompt tokens, max_tokens (-1 = none: the policy's
-# default_max_tokens), quota keys' expiry (ms epoch), has key (0/1), key rpm, key tpm, key budget (-1 =
-# no limit), then the policy JSON, or '' to read it from KEYS[1], then the gate's member ('' = no gate;
-# otherwise the last KEYS entry holds the gate's allow-list: a JSON array, or null for no restriction),
-# then the number of choices the completion cap is multiplied by (OpenAI's ``n``; absent = 1).
+# default_max_tokens), quota keys' expiry (ms epoch), has key (0/1), key rpm, key tpm (-1 = no limit), then
+# the policy JSON, or '' to read it from KEYS[1], then the number of choices the completion cap is
+# multiplied by (OpenAI's ``n``; absent = 1). The monthly quota is the org's (no key has a budget of its
+# own), so a key's request touches only its rate windows.
 # Returns {admitted, reason, retry_ms, lreq, rreq, treq, ltok, rtok, ttok, cost, completion, too_large_tpm}
 # with reason '' (admitted), 'rpm', 'tpm', 'quota', 'too_large:<scope>' (cost exceeds a whole TPM limit;
 # nothing charged), 'no_policy' (KEYS[1] absent or unreadable: nothing read or charged; call again with
-# the policy in ARGV), 'gate_closed' (the allow-list does not hold the member), 'gate_miss' (no
-# allow-list cached) or 'invalid' (a number out of range); nothing is charged for any of these.
+# the policy in ARGV) or 'invalid' (a number out of range); nothing is charged for any of these.
 ADMIT = """
-local member = ARGV[12]
-if member and member ~= '' then
-  local graw = redis.call('GET', KEYS[#KEYS])
-  local okg, allowed = false, nil
-  if graw then okg, allowed = pcall(cjson.decode, graw) end
-  if not okg then return {0, 'gate_miss', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1} end
-  if type(allowed) == 'table' then
-    local found = false
-    for _, m in ipairs(allowed) do
-      if m == member then found = true break end
-    end
-    if not found then return {0, 'gate_closed', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1} end
-  end
-end
-local praw = ARGV[11]
+local praw = ARGV[10]
 if praw == '' then
   praw = redis.call('GET', KEYS[1])
   if not praw then return {0, 'no_policy', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1} end
@@ -86,7 +72,7 @@ local window = tonumber(ARGV[2])
 local resv_ttl = tonumber(ARGV[3])
 local prompt = tonumber(ARGV[4])
 local completion = tonumber(ARGV[5])
-local choices = tonumber(ARGV[13] or '1')
+local choices = tonumber(ARGV[11] or '1')
 -- Every number is checked before anything is written: a script that fails half-way leaves its earlier
 -- writes in place (Redis does not roll a script back), and a value HINCRBY cannot take would do that.
 local function bad(v, low)
@@ -113,7 +99,6 @@ if org_rpm >= 0 or org_tpm >= 0 then
   rate[#rate + 1] = {'org', KEYS[2], KEYS[3], org_rpm, org_tpm}
 end
 quota[1] = {KEYS[4], KEYS[5], lim(policy['monthly_token_budget'])}
-if has_key then quota[2] = {KEYS[8], KEYS[9], tonumber(ARGV[10])} end
 
 -- A request larger than a whole limit can never pass: refuse it without charging anything.
 for i = 1, #rate do
@@ -244,7 +229,7 @@ end
 
 return {admitted and 1 or 0, refused or '', retry, lreq, rreq, treq, ltok, rtok, ttok, cost, completion, -1}
 """
-ADMIT_SCRIPT = LuaScript(ADMIT)
+ADMIT_SCRIPT = script(ADMIT)
 
 SETTLE = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[3])) then return 0 end

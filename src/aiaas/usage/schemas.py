@@ -48,26 +48,6 @@ class Admission(msgspec.Struct, frozen=True, kw_only=True):
     enforced: bool = True
 
 
-class Gate(msgspec.Struct, frozen=True):
-    """A precondition of admission owned by the caller: the allow-list cached at ``key`` must admit ``member``.
-
-    The value at ``key`` is a JSON array of strings, or JSON ``null`` for "no restriction". It is read
-    inside the admission script, before anything is charged, so the caller's own check costs no extra
-    Redis round trip. The usage context does not know what the list means.
-    """
-
-    key: str
-    member: str
-
-
-class GateClosed(Exception):
-    """Admission refused by its :class:`Gate` (nothing charged); ``miss``: the list was not in Redis."""
-
-    def __init__(self, *, miss: bool) -> None:
-        super().__init__("the allow-list is not cached" if miss else "the allow-list does not admit the member")
-        self.miss = miss
-
-
 class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
     """One ledger row: one inference request."""
 

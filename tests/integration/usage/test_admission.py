@@ -16,7 +16,7 @@ from aiaas.kernel.errors import TooManyRequests
 from aiaas.kernel.redis import Keys, make_redis
 from aiaas.kernel.security import Principal
 from aiaas.usage import api as usage_api
-from aiaas.usage import service
+from aiaas.usage import limiter, service
 from aiaas.usage.schemas import UsagePolicy
 from usage_support import completion
 
@@ -122,7 +122,7 @@ class TestQuota:
             results = await asyncio.gather(
                 *(_admit(replicas[i % 2], keys, _principal(org), policy, prompt=c[0], max_tokens=c[1])
                   for i, c in enumerate(costs)), return_exceptions=True)
-            used, reserved = await service.quota_usage(replicas[0], keys, scope="org", ident=org,
+            used, reserved = await service.quota_usage(replicas[0], keys, org_id=org, scope="org", ident=org,
                                                        at=dt.datetime.now(dt.UTC))
         finally:
             for r in replicas:
@@ -146,8 +146,7 @@ class TestQuota:
         assert await service.settle(redis_client, keys, [ev]) == 1
         assert await service.settle(redis_client, keys, [ev, ev]) == 0  # redelivered: nothing changes
         now = dt.datetime.now(dt.UTC)
-        assert await service.quota_usage(redis_client, keys, scope="org", ident=org, at=now) == (120, 0)
-        assert await service.quota_usage(redis_client, keys, scope="key", ident=p.key_id or "", at=now) == (120, 0)
+        assert await service.quota_usage(redis_client, keys, org_id=org, scope="org", ident=org, at=now) == (120, 0)
         # TPM corrected to the real count: 1000 - 120 left, minus this request's 20.
         b = await _admit(redis_client, keys, p, policy, prompt=10, max_tokens=10)
         assert b.headers["x-ratelimit-remaining-tokens"] == str(1000 - 120 - 20)
@@ -157,16 +156,16 @@ class TestQuota:
     ) -> None:
         org = str(uuid.uuid4())
         policy = UsagePolicy(org_id=org, monthly_token_budget=1000)
-        monkeypatch.setattr(service, "RESERVATION_TTL_MS", 50)
+        monkeypatch.setattr(service.admission, "RESERVATION_TTL_MS", 50)
         crashed = await _admit(redis_client, keys, _principal(org), policy, prompt=500, max_tokens=400)
         await asyncio.sleep(0.1)
         # The next admission releases the expired 900-token hold, so this one fits.
         await _admit(redis_client, keys, _principal(org), policy, prompt=500, max_tokens=400)
         now = dt.datetime.now(dt.UTC)
-        assert await service.quota_usage(redis_client, keys, scope="org", ident=org, at=now) == (0, 900)
+        assert await service.quota_usage(redis_client, keys, org_id=org, scope="org", ident=org, at=now) == (0, 900)
         late = completion(org, prompt=5, completion_tokens=5, reservation_id=crashed.reservation_id)
         await service.settle(redis_client, keys, [late])
-        assert (await service.quota_usage(redis_client, keys, scope="org", ident=org, at=now))[0] == 10
+        assert (await service.quota_usage(redis_client, keys, org_id=org, scope="org", ident=org, at=now))[0] == 10
 
     async def test_exhausted_budget_is_insufficient_quota(self, redis_client: Any, keys: Keys) -> None:
         org = str(uuid.uuid4())
@@ -174,14 +173,6 @@ class TestQuota:
             await _admit(redis_client, keys, _principal(org), UsagePolicy(org_id=org, monthly_token_budget=5))
         assert exc.value.code == "insufficient_quota"
         assert int(exc.value.headers["Retry-After"]) >= 1
-
-    async def test_key_budget_applies(self, redis_client: Any, keys: Keys) -> None:
-        org = str(uuid.uuid4())
-        p = _principal(org, token_budget=30)
-        await _admit(redis_client, keys, p, UsagePolicy(org_id=org))
-        with pytest.raises(TooManyRequests) as exc:
-            await _admit(redis_client, keys, p, UsagePolicy(org_id=org))
-        assert exc.value.code == "insufficient_quota"
 
 
 class TestExpiredReservationBacklog:
@@ -191,7 +182,7 @@ class TestExpiredReservationBacklog:
         """After a long worker outage: 1,200 reservations expired at once are released 500 per call."""
         org = str(uuid.uuid4())
         now = dt.datetime.now(dt.UTC)
-        q, r = service._quota_keys(keys, "org", org, service.limiter.month_key(now))
+        q, r = service.quota_keys(keys, org, "org", org, limiter.month_key(now))
         past = int(now.timestamp() * 1000) - 1000
         await redis_client.zadd(r, {f"old-{i}": past for i in range(1200)})
         await redis_client.hset(q, mapping={**{f"r:old-{i}": 10 for i in range(1200)}, "reserved": 12_000})
@@ -200,7 +191,7 @@ class TestExpiredReservationBacklog:
         reserved = []
         for _ in range(3):
             await _admit(redis_client, keys, p, policy, prompt=10, max_tokens=10)
-            reserved.append(await service.quota_usage(redis_client, keys, scope="org", ident=org, at=now))
+            reserved.append(await service.quota_usage(redis_client, keys, org_id=org, scope="org", ident=org, at=now))
         # Each call released one chunk (500, then 500, then the last 200) and reserved its own 20 tokens.
         assert [res for _, res in reserved] == [12_000 - 5_000 + 20, 12_000 - 10_000 + 40, 60]
         assert await redis_client.zcard(r) == 3

@@ -86,7 +86,8 @@ class TestLimiterMatchesModel:
                     assert await service.settle(redis, keys, [ev]) == 0
                     tokens += actual - reserved
                     used += actual
-                got = await service.quota_usage(redis, keys, scope="org", ident=org, at=dt.datetime.now(dt.UTC))
+                got = await service.quota_usage(redis, keys, org_id=org, scope="org", ident=org,
+                                                    at=dt.datetime.now(dt.UTC))
                 assert got == (used, sum(r for _, r in live))
                 if op == "admit" and isinstance(adm, Admission):
                     # What users care about: an admission never takes used + held beyond the budget.

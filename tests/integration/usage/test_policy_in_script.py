@@ -112,11 +112,12 @@ class TestCacheMissLoadsFromDatabase:
         a = await _admit(counting, keys, p, store)
         assert a.headers["x-ratelimit-limit-requests"] == "3"
         assert counting.sent.count("SET") == 1  # the cache was filled
-        assert await counting.get(keys("usage", "policy", org)) is not None
+        assert await counting.get(service.policy_key(keys, org)) is not None
         counting.sent.clear()
         await _admit(counting, keys, p, store)
         assert len(counting.sent) == 1
-        used, reserved = await service.quota_usage(counting, keys, scope="org", ident=org, at=dt.datetime.now(dt.UTC))
+        used, reserved = await service.quota_usage(counting, keys, org_id=org, scope="org", ident=org,
+                                                       at=dt.datetime.now(dt.UTC))
         assert (used, reserved) == (0, 40)
 
     async def test_unreadable_cache_entry_is_a_miss(self, redis_client: Any, keys: Keys, db: Database) -> None:
@@ -150,60 +151,6 @@ class TestExactlyOnePolicySource:
                                   estimated_prompt_tokens=1, max_tokens=1)
 
 
-class TestGate:
-    """A caller's allow-list checked inside the admission script, before anything is charged."""
-
-    async def _gated(self, redis: Any, keys: Keys, store: service.PolicyStore, p: Principal, member: str,
-                     gate_key: str) -> usage_api.Admission:
-        return await usage_api.admit(redis, keys, principal=p, model=member, estimated_prompt_tokens=10,
-                                     max_tokens=10, policies=store, gate=usage_api.Gate(gate_key, member))
-
-    async def test_list_admits_member_in_the_same_single_call(self, counting: CountingRedis, keys: Keys) -> None:
-        org = str(uuid.uuid4())
-        store = service.PolicyStore(counting, keys, _no_database)
-        await store.store(UsagePolicy(org_id=org, rpm_limit=5))
-        gate_key = keys("inference", "access", org)
-        await counting.set(gate_key, b'["a","b"]')
-        await counting.script_load(limiter.ADMIT)
-        counting.sent.clear()
-        a = await self._gated(counting, keys, store, _principal(org), "b", gate_key)
-        assert counting.sent == ["EVALSHA"]
-        assert a.reservation_id is not None and a.headers["x-ratelimit-remaining-requests"] == "4"
-
-    async def test_closed_and_missing_lists_refuse_and_charge_nothing(self, redis_client: Any, keys: Keys) -> None:
-        org = str(uuid.uuid4())
-        store = service.PolicyStore(redis_client, keys, _no_database)
-        await store.store(UsagePolicy(org_id=org, rpm_limit=1, monthly_token_budget=1000))
-        p = _principal(org)
-        gate_key = keys("inference", "access", org)
-        with pytest.raises(usage_api.GateClosed) as missing:
-            await self._gated(redis_client, keys, store, p, "a", gate_key)
-        assert missing.value.miss is True
-        await redis_client.set(gate_key, b"{not json")
-        with pytest.raises(usage_api.GateClosed) as unreadable:
-            await self._gated(redis_client, keys, store, p, "a", gate_key)
-        assert unreadable.value.miss is True
-        await redis_client.set(gate_key, b'["b"]')
-        with pytest.raises(usage_api.GateClosed) as closed:
-            await self._gated(redis_client, keys, store, p, "a", gate_key)
-        assert closed.value.miss is False
-        used, reserved = await service.quota_usage(redis_client, keys, scope="org", ident=org,
-                                                   at=dt.datetime.now(dt.UTC))
-        assert (used, reserved) == (0, 0)
-        # The one request a minute the org may make is still there.
-        a = await self._gated(redis_client, keys, store, p, "b", gate_key)
-        assert a.headers["x-ratelimit-remaining-requests"] == "0"
-
-    async def test_null_list_means_no_restriction(self, redis_client: Any, keys: Keys) -> None:
-        org = str(uuid.uuid4())
-        store = service.PolicyStore(redis_client, keys, _no_database)
-        await store.store(UsagePolicy(org_id=org))
-        gate_key = keys("inference", "access", org)
-        await redis_client.set(gate_key, b"null")
-        a = await self._gated(redis_client, keys, store, _principal(org), "anything", gate_key)
-        assert a.reservation_id is not None
-
-
 class TestScriptCache:
     async def test_a_server_without_the_script_gets_it_loaded(self, counting: CountingRedis, keys: Keys) -> None:
         org = str(uuid.uuid4())
@@ -212,7 +159,7 @@ class TestScriptCache:
         await counting.script_flush()
         counting.sent.clear()
         await _admit(counting, keys, _principal(org), store)
-        assert counting.sent == ["EVALSHA", "EVAL"]  # NOSCRIPT, then EVAL loads it
+        assert counting.sent == ["EVALSHA", "SCRIPT LOAD", "EVALSHA"]  # NOSCRIPT, load it, then by SHA again
         counting.sent.clear()
         await _admit(counting, keys, _principal(org), store)
         assert counting.sent == ["EVALSHA"]

@@ -73,7 +73,9 @@ class TestRedisDownPolicy:
             assert await service.settle(redis, keys, [ev]) == 1
             import datetime as dt
 
-            used, _ = await service.quota_usage(redis, keys, scope="org", ident=org_open, at=dt.datetime.now(dt.UTC))
+            used, _ = await service.quota_usage(redis, keys, org_id=org_open, scope="org", ident=org_open,
+
+                                                    at=dt.datetime.now(dt.UTC))
             assert used == 42
             await usage_api.admit(redis, keys, principal=p_open, model="m", estimated_prompt_tokens=1,
                                   max_tokens=1, policy=open_policy)

@@ -86,7 +86,7 @@ class TestLedgerRow:
 
 class TestHeaders:
     def test_only_limited_dimensions_appear(self) -> None:
-        h = service._headers([60, 59, 1000, -1, -1, 0])
+        h = service.admission._headers([60, 59, 1000, -1, -1, 0])
         assert h == {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59",
                      "x-ratelimit-reset-requests": "1s"}
 

@@ -1,0 +1,194 @@
+"""Admission (limits and the quota reservation, one script per request), settlement, and the limiter's health."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import Counter
+
+from aiaas.inference.events import CompletionRecorded
+from aiaas.kernel.errors import BadRequest, ServiceUnavailable, TooManyRequests
+from aiaas.kernel.redis import Keys, RedisClient, RedisUnavailable
+from aiaas.kernel.security import Principal
+from aiaas.usage import limiter
+from aiaas.usage.schemas import (
+    Admission,
+    UsagePolicy,
+)
+from aiaas.usage.service.health import HEALTH
+from aiaas.usage.service.keys import policy_key, quota_key, quota_keys, window_keys
+from aiaas.usage.service.policies import PolicyStore, encode_policy
+
+log = logging.getLogger("aiaas.usage")
+
+ADMISSIONS = Counter("aiaas_usage_admissions_total", "Admission decisions by outcome.", ["outcome"])
+
+RESERVATION_TTL_MS = 15 * 60 * 1000  # longer than the longest stream we serve
+SETTLED_MARKER_TTL_MS = 40 * 24 * 3600 * 1000  # outlives any redelivery or replay
+
+
+# --------------------------------------------------------------------------- Redis health for /ready
+
+
+# --------------------------------------------------------------------------- admission
+def _headers(values: Sequence[int]) -> dict[str, str]:
+    lreq, rreq, treq, ltok, rtok, ttok = (int(v) for v in values)
+    out: dict[str, str] = {}
+    if lreq >= 0:
+        out["x-ratelimit-limit-requests"] = str(lreq)
+        out["x-ratelimit-remaining-requests"] = str(rreq)
+        out["x-ratelimit-reset-requests"] = limiter.format_duration(treq)
+    if ltok >= 0:
+        out["x-ratelimit-limit-tokens"] = str(ltok)
+        out["x-ratelimit-remaining-tokens"] = str(rtok)
+        out["x-ratelimit-reset-tokens"] = limiter.format_duration(ttok)
+    return out
+
+
+# The most tokens one request may reserve: far above any real request, and far below 2**53, so the
+# limiter's arithmetic (Lua numbers are doubles; HINCRBY takes 64-bit integers) stays exact.
+MAX_ADMITTED_TOKENS = 2**40
+MAX_CHOICES = 128
+
+
+def _admission_numbers(prompt: int, max_tokens: int | None, choices: int) -> tuple[int, int, int]:
+    """The admission script's numeric arguments, checked; ``BadRequest`` before Redis sees a bad one."""
+    if not 0 <= prompt <= MAX_ADMITTED_TOKENS:
+        raise BadRequest("The request is too large to admit.", code="request_too_large")
+    if max_tokens is not None and not 0 <= max_tokens <= MAX_ADMITTED_TOKENS:
+        raise BadRequest(f"max_tokens must be between 0 and {MAX_ADMITTED_TOKENS}.", param="max_tokens",
+                         code="invalid_max_tokens")
+    if not 1 <= choices <= MAX_CHOICES:
+        raise BadRequest(f"n must be between 1 and {MAX_CHOICES}.", param="n", code="invalid_n")
+    return int(prompt), -1 if max_tokens is None else int(max_tokens), int(choices)
+
+
+async def admit(
+    redis: RedisClient,
+    keys: Keys,
+    *,
+    principal: Principal,
+    model: str,
+    estimated_prompt_tokens: int,
+    max_tokens: int | None,
+    choices: int = 1,
+    policy: UsagePolicy | None = None,
+    policies: PolicyStore | None = None,
+) -> Admission:
+    """Check and charge every limit of the request in one atomic script; see ``usage.api.admit``.
+
+    With ``policies`` (the hot path) the script reads the org's cached policy itself: one Redis call when
+    the cache is warm. On a miss the policy is loaded from the database (which fills the cache) and the
+    script runs once more with it; while Redis is down it is read from the database to decide fail-open.
+    """
+    if (policy is None) == (policies is None):
+        raise TypeError("admit() takes exactly one of policy= and policies=")
+    org_id = principal.org_id or (policy.org_id if policy is not None else "")
+    prompt, completion_arg, choices = _admission_numbers(estimated_prompt_tokens, max_tokens, choices)
+
+    rid = limiter.new_reservation_id()
+    now = limiter.month_of_reservation(rid)
+    month = limiter.month_key(now)
+    key_id = principal.key_id
+    script_keys = [policy_key(keys, org_id), *window_keys(keys, org_id, "org", org_id),
+                   *quota_keys(keys, org_id, "org", org_id, month)]
+    argv: list[Any] = [rid, limiter.WINDOW_MS, RESERVATION_TTL_MS, prompt, completion_arg,
+                       limiter.quota_expire_at_ms(now)]
+    if key_id:
+        script_keys.extend(window_keys(keys, org_id, "key", key_id))
+        argv.extend([1, _lim(principal.rpm_limit), _lim(principal.tpm_limit)])
+    else:
+        argv.extend([0, -1, -1])
+
+    try:
+        res = await limiter.ADMIT_SCRIPT(redis, script_keys, *argv,
+                                         encode_policy(policy) if policy is not None else "", choices)
+        if _s(res[1]) == "no_policy" and policies is not None:
+            policy = await policies.load(org_id)
+            res = await limiter.ADMIT_SCRIPT(redis, script_keys, *argv, encode_policy(policy), choices)
+    except RedisUnavailable as exc:
+        HEALTH.failed()
+        if policy is None and policies is not None:
+            policy = await policies.get(org_id)  # Redis down: PolicyStore reads the database
+        if policy is not None and policy.fail_open:
+            ADMISSIONS.labels("fail_open").inc()
+            log.warning("Redis unavailable (%s); org %s fails open: serving uncounted", type(exc).__name__, org_id)
+            return Admission(reservation_id=None, headers={}, enforced=False)
+        ADMISSIONS.labels("fail_closed").inc()
+        raise ServiceUnavailable(
+            "Rate limiting is unavailable right now and this organization's policy is to refuse requests "
+            "meanwhile. Retry shortly.", code="rate_limiter_unavailable", headers={"Retry-After": "1"},
+        ) from exc
+    HEALTH.ok()
+    admitted, reason, retry_ms = int(res[0]), _s(res[1]), int(res[2])
+    if reason == "invalid":  # checked in Python first; the script checks again before it writes
+        raise BadRequest("The request's token counts are out of range.", code="request_too_large")
+    cost, completion = int(res[9]), int(res[10])
+    if reason.startswith("too_large:"):
+        # A request larger than a whole limit can never pass: say so instead of a Retry-After that lies.
+        ADMISSIONS.labels("too_large").inc()
+        raise TooManyRequests(
+            f"Request too large: it may use {cost} tokens (prompt {prompt} + completions {completion}) but "
+            f"the {reason.partition(':')[2]}'s limit is {int(res[11])} tokens per minute. Lower max_tokens or "
+            "shorten the prompt.", code="rate_limit_exceeded", param="max_tokens")
+    headers = _headers(res[3:9])
+    if admitted:
+        ADMISSIONS.labels("admitted").inc()
+        return Admission(reservation_id=rid, headers=headers)
+    if reason == "quota":
+        ADMISSIONS.labels("insufficient_quota").inc()
+        wait = (limiter.month_end(now) - now).total_seconds()
+        raise TooManyRequests(
+            f"You exceeded your organization's monthly token budget: this request needs up to {cost} tokens "
+            f"(prompt {prompt} + completions {completion}). The budget renews at the start of next month (UTC).",
+            code="insufficient_quota",
+            headers={**headers, "Retry-After": str(limiter.retry_after_seconds(wait * 1000))},
+        )
+    if reason not in ("rpm", "tpm"):  # pragma: no cover - the script returns no other reason
+        raise RuntimeError(f"admission script refused for an unknown reason {reason!r}")
+    ADMISSIONS.labels("rate_limited").inc()
+    what = "requests" if reason == "rpm" else "tokens"
+    raise TooManyRequests(
+        f"Rate limit reached for {what} per minute. Please try again in {limiter.format_duration(retry_ms)}.",
+        code="rate_limit_exceeded",
+        headers={**headers, "Retry-After": str(limiter.retry_after_seconds(retry_ms))},
+    )
+
+
+def _lim(value: int | None) -> int:
+    return -1 if value is None else int(value)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# --------------------------------------------------------------------------- settlement
+async def settle(redis: RedisClient, keys: Keys, events: Sequence[CompletionRecorded]) -> int:
+    """Correct TPM and settle quota for each event (idempotent per event id); returns how many were new."""
+    if not events:
+        return 0
+    pipe = redis.pipeline(transaction=False)
+    for ev in events:
+        rid = ev.reservation_id or ""
+        at = limiter.month_of_reservation(rid) if rid else (ev.started_at or ev.occurred_at)
+        month = limiter.month_key(at)
+        script_keys = [keys.tagged("usage", ev.org_id, "settled", ev.event_id)]
+        rate = [("org", ev.org_id)] + ([("key", ev.key_id)] if ev.key_id else [])
+        for scope, ident in rate:
+            script_keys.extend(window_keys(keys, ev.org_id, scope, ident))
+        script_keys.extend(quota_keys(keys, ev.org_id, "org", ev.org_id, month))
+        pipe.eval(limiter.SETTLE, len(script_keys), *script_keys, rid, ev.total_tokens, SETTLED_MARKER_TTL_MS,
+                  len(rate), 1, limiter.quota_expire_at_ms(at))
+    results = await pipe.execute()
+    return sum(int(r) for r in results)
+
+
+async def quota_usage(redis: RedisClient, keys: Keys, *, org_id: str, scope: str, ident: str,
+                      at: dt.datetime) -> tuple[int, int]:
+    """``(used, reserved)`` tokens of a scope's quota (the org, or one of its keys) for the month of ``at``."""
+    used, reserved = await redis.hmget(quota_key(keys, org_id, scope, ident, at), ["used", "reserved"])
+    return int(used or 0), int(reserved or 0)
