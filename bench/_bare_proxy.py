@@ -2,11 +2,12 @@
 
 The same uvicorn (uvloop + httptools) as the streamer, forwarding the body to the upstream and its answer
 back (SSE line by line), with no authentication, Redis, accounting or logs. The upstream client is the
-streamer's (``wire``, ``inference.providers.wire``) unless another is named; the others are measured by
-``bench/upstream_clients.py`` (aiohttp is a test dependency; pyreqwest, rnet and aiosonic must be
-installed beside the project).
+streamer's (``aiaas``: ``inference.providers.client.UpstreamClient``, a tuned aiohttp session and the
+gateway's rules) unless another is named; the others are measured by ``bench/upstream_clients.py``:
+``aiohttp`` (a session with aiohttp's defaults), ``aiohttp-tuned`` (the streamer's session settings
+without its rules), and pyreqwest, rnet and aiosonic, which must be installed beside the project.
 
-    python bench/_bare_proxy.py PORT UPSTREAM_BASE_URL [wire|aiohttp|pyreqwest|rnet|aiosonic]
+    python bench/_bare_proxy.py PORT UPSTREAM_BASE_URL [aiaas|aiohttp|aiohttp-tuned|pyreqwest|rnet|aiosonic]
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import uvicorn
 
 PORT, UPSTREAM = int(sys.argv[1]), sys.argv[2].rstrip("/")
-CLIENT = sys.argv[3] if len(sys.argv) > 3 else "wire"
+CLIENT = sys.argv[3] if len(sys.argv) > 3 else "aiaas"
 URL = UPSTREAM + "/chat/completions"
 Forward = Callable[[bytes], AsyncIterator[bytes]]
 
@@ -29,25 +30,39 @@ async def _nothing() -> None:
 
 async def make_client() -> tuple[Forward, Callable[[], Awaitable[Any]]]:
     """A function streaming the upstream's answer to a body, and one closing the client."""
-    if CLIENT == "wire":
-        from aiaas.inference.providers import wire
+    if CLIENT == "aiaas":
+        import asyncio
 
-        pool, origin = wire.Pool(limit=16, keepalive=60), wire.Origin.parse(URL)
+        from aiaas.inference.providers.client import UpstreamClient
 
-        async def forward_wire(body: bytes) -> AsyncIterator[bytes]:
-            resp = await pool.request(origin, body, [(b"Content-Type", b"application/json")], connect_timeout=5)
-            while line := await resp.readline():
-                yield line
-            resp.release()
+        upstream = UpstreamClient(pool_size=16, keepalive_seconds=60, pool_wait_seconds=10)
 
-        return forward_wire, pool.close
-    if CLIENT == "aiohttp":
+        async def forward_aiaas(body: bytes) -> AsyncIterator[bytes]:
+            deadline = asyncio.get_running_loop().time() + 600
+            resp = await upstream.send(URL, body, connect_timeout=5, first_byte_timeout=60, deadline=deadline)
+            try:
+                while line := await resp.readline():
+                    yield line
+            finally:
+                resp.release()
+
+        return forward_aiaas, upstream.close
+    if CLIENT in ("aiohttp", "aiohttp-tuned"):
         import aiohttp
 
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16), auto_decompress=False)
+        if CLIENT == "aiohttp":
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16), auto_decompress=False)
+            headers: dict[str, str] | None = {"Content-Type": "application/json"}
+        else:  # the settings of inference.providers.client, without its timeouts, retry, egress and proxies
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=16, keepalive_timeout=60),
+                headers={"Content-Type": "application/json", "Accept-Encoding": "identity"},
+                skip_auto_headers=("User-Agent", "Accept"), cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None), read_bufsize=128 * 1024)
+            headers = None
 
         async def forward_aiohttp(body: bytes) -> AsyncIterator[bytes]:
-            async with session.post(URL, data=body, headers={"Content-Type": "application/json"}) as resp:
+            async with session.post(URL, data=body, headers=headers) as resp:
                 async for line in resp.content:
                     yield line
 

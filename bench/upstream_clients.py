@@ -1,10 +1,13 @@
 """Upstream HTTP clients compared: the latency a bare proxy adds with each, one connection, side by side.
 
-Why the streamer has its own HTTP/1.1 client (``inference.providers.wire``). The fake OpenAI upstream is
-hit directly and through one bare proxy (``_bare_proxy.py``) per client, interleaved and rotated each
-round so noise hits them alike; non-streamed chat completions at concurrency 1 on 127.0.0.1, a bounded
-number of requests. Clients not installed beside the project (pyreqwest, rnet, aiosonic) are skipped.
-Prints figures, asserts nothing.
+What the streamer's upstream client (``inference.providers.client``: aiohttp, tuned, with the gateway's
+timeouts, stale-connection retry, egress and proxy rules) costs next to the alternatives. The fake OpenAI
+upstream is hit directly and through one bare proxy (``_bare_proxy.py``) per client, interleaved and
+rotated each round so noise hits them alike; non-streamed chat completions at concurrency 1 on 127.0.0.1,
+a bounded number of requests. ``aiohttp`` is a session with aiohttp's defaults, ``aiohttp-tuned`` the
+streamer's session settings without its rules. Clients not installed beside the project (pyreqwest,
+rnet, aiosonic; an existing PYTHONPATH is passed on to the proxies) are skipped. Prints figures,
+asserts nothing.
 
     python bench/upstream_clients.py [--requests 2000]
 """
@@ -23,7 +26,8 @@ import aiohttp
 from gateway_overhead import ROOT, free_port, pct, wait
 
 BODY = b'{"model":"fake","messages":[{"role":"user","content":"hi"}]}'
-CLIENTS = ["wire", "aiohttp", "pyreqwest", "rnet", "aiosonic"]
+CLIENTS = ["aiaas", "aiohttp-tuned", "aiohttp", "pyreqwest", "rnet", "aiosonic"]
+BUILT_IN = ("aiaas", "aiohttp-tuned", "aiohttp")
 
 
 async def measure(ports: dict[str, int], n: int) -> dict[str, list[float]]:
@@ -42,10 +46,11 @@ async def measure(ports: dict[str, int], n: int) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=2000)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=2000, help="measured requests per client (10 to 20000)")
     n = max(10, min(ap.parse_args().requests, 20_000))
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT / 'src'}"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT / "tests"), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)}
     up = free_port()
     procs = [subprocess.Popen([sys.executable, "-c",
                                f"import time, fake_upstream as f; f.FakeUpstream({up}).start(); time.sleep(3600)"],
@@ -53,7 +58,7 @@ def main() -> None:
     ports = {"direct": up}
     try:
         for client in CLIENTS:
-            if client not in ("wire", "aiohttp") and importlib.util.find_spec(client) is None:
+            if client not in BUILT_IN and importlib.util.find_spec(client) is None:
                 print(f"({client} not installed: skipped)")
                 continue
             ports[client] = free_port()
@@ -68,10 +73,10 @@ def main() -> None:
             p.wait(10)
     d = times.pop("direct")
     print(f"\nnon-streamed, {n} requests each at concurrency 1: added to the direct request (ms)")
-    print(f"{'client':12}{'p50':>9}{'p99':>9}")
+    print(f"{'client':15}{'p50':>9}{'p99':>9}")
     for name, xs in times.items():
-        print(f"{name:12}{pct(xs, .5) - pct(d, .5):9.3f}{pct(xs, .99) - pct(d, .99):9.3f}")
-    print(f"{'(direct)':12}{pct(d, .5):9.3f}{pct(d, .99):9.3f}")
+        print(f"{name:15}{pct(xs, .5) - pct(d, .5):9.3f}{pct(xs, .99) - pct(d, .99):9.3f}")
+    print(f"{'(direct)':15}{pct(d, .5):9.3f}{pct(d, .99):9.3f}")
 
 
 if __name__ == "__main__":

@@ -92,3 +92,29 @@ class TestCredentials:
 
         with pytest.raises(msgspec.ValidationError, match="looks like an API key"):
             msgspec.convert({"name": "d", "upstream_model": "m", "credential_ref": "sk-live-abc"}, DeploymentSpec)
+
+
+class TestCaBundle:
+    BASE = {"name": "d", "upstream_model": "m", "base_url": "https://vllm.internal:8443/v1"}
+
+    def test_an_absolute_path_for_an_https_upstream(self) -> None:
+        import msgspec
+
+        spec = msgspec.convert({**self.BASE, "ca_bundle": "/etc/aiaas/ca/internal.pem"}, DeploymentSpec)
+        assert spec.ca_bundle == "/etc/aiaas/ca/internal.pem"
+        assert msgspec.convert(self.BASE, DeploymentSpec).ca_bundle is None
+
+    @pytest.mark.parametrize("path", ["relative/ca.pem", "ca.pem", "", "/etc/ca.pem\n", "/etc/ca\x00.pem",
+                                      "/etc/\x1bca.pem", "/etc/ca.pem\x7f", "/" + "a" * 5000])
+    def test_anything_else_is_refused(self, path: str) -> None:
+        import msgspec
+
+        with pytest.raises(msgspec.ValidationError, match="ca_bundle"):
+            msgspec.convert({**self.BASE, "ca_bundle": path}, DeploymentSpec)
+
+    def test_only_with_an_https_base_url(self) -> None:
+        import msgspec
+
+        with pytest.raises(msgspec.ValidationError, match="https"):
+            msgspec.convert({**self.BASE, "base_url": "http://vllm.internal/v1", "ca_bundle": "/ca.pem"},
+                            DeploymentSpec)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 # kind -> whether a failure of that kind (before the first byte) may be retried on another deployment.
@@ -63,4 +63,3 @@ class Call:
     body: bytes  # the upstream request body (model already replaced)
     public_model: str
     deadline: float  # loop time by which the whole request must finish
-    extra_headers: dict[str, str] = field(default_factory=dict)

@@ -3,8 +3,11 @@
 A deployment's ``base_url`` is written by a platform admin, but an address is only as safe as what it
 resolves to: ``http://metadata.internal`` or a name that resolves to ``127.0.0.1`` would turn the gateway
 into a proxy to the cloud's metadata service, the internal API, Redis or PostgreSQL. So the check is
-made on the resolved addresses, at connect time (a name that changes what it resolves to, DNS
-rebinding, is checked again on every new connection), and the connection goes to the address checked.
+made on the resolved addresses, when a name is resolved for a new connection (the upstream client's
+resolver keeps only allowed addresses, cached for a few seconds; a name that changes what it resolves
+to, DNS rebinding, is checked again once that cache expires), and the connection goes to an address
+checked. An IP-literal host is checked as it is; through a proxy, the upstream's host is resolved and
+checked before the request goes to the proxy (the proxy itself is the operator's).
 
 Rules, in order:
 

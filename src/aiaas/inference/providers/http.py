@@ -1,10 +1,12 @@
 """OpenAI-compatible HTTP upstreams (vLLM, llama.cpp server, Ollama, TGI, OpenAI) over keep-alive HTTP/1.1.
 
-One connection pool per process (:class:`~aiaas.inference.providers.wire.Pool`, chosen over aiohttp by
-measurement; see its docstring). Timeouts: ``connect_timeout`` for the TCP/TLS connect,
-``first_byte_timeout`` until the status line (and, for streams, the first event), ``chunk_timeout`` for
-each gap between stream events, and ``total_timeout`` (the request's deadline) overall. Stream events
-are passed on as the upstream's own bytes, never re-encoded.
+Requests go through the process's :class:`~aiaas.inference.providers.client.UpstreamClient` (one tuned
+aiohttp session; pooling, stale connections, proxies, TLS and the egress policy are described there).
+Timeouts: the pool wait (a process setting), then the deployment's ``connect_timeout`` for DNS, TCP, TLS
+and a proxy's tunnel, ``first_byte_timeout`` from when the request is sent until the status line (and,
+for streams, the first event), ``chunk_timeout`` for each gap between stream events, and
+``total_timeout`` (the request's deadline) overall. Stream events are passed on as the upstream's own
+bytes, never re-encoded.
 """
 
 from __future__ import annotations
@@ -12,40 +14,21 @@ from __future__ import annotations
 import asyncio
 import functools
 
-from aiaas.inference.providers import wire
 from aiaas.inference.providers.base import Call, UpstreamFailure, UpstreamReply
+from aiaas.inference.providers.client import Response, UpstreamClient
 from aiaas.inference.providers.credentials import CredentialResolver
-from aiaas.inference.providers.egress import EgressPolicy
 from aiaas.inference.schemas import Deployment
 
 PATHS = {"chat.completions": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
-_FIXED_HEADERS = [(b"Content-Type", b"application/json"), (b"Accept-Encoding", b"identity")]
-
-
-def make_pool(*, pool_size: int, keepalive_seconds: float, egress: EgressPolicy | None = None) -> wire.Pool:
-    """The process's upstream connections: at most ``pool_size`` per origin, reused while fresh, each new one
-    to an address ``egress`` allows."""
-    return wire.Pool(limit=pool_size, keepalive=keepalive_seconds, egress=egress)
 
 
 @functools.lru_cache(maxsize=1024)
-def _origin(base_url: str, endpoint: str) -> wire.Origin:
-    # Parsed once per deployment and endpoint, not on every request (the catalog changes rarely).
-    return wire.Origin.parse(base_url.rstrip("/") + PATHS[endpoint])
+def _url(base_url: str, endpoint: str) -> str:
+    # Built once per deployment and endpoint, not on every request (the catalog changes rarely).
+    return base_url.rstrip("/") + PATHS[endpoint]
 
 
-def _headers(dep: Deployment, call: Call, credentials: CredentialResolver) -> list[tuple[bytes, bytes]]:
-    headers = [*_FIXED_HEADERS, *((k.encode("latin-1"), v.encode("latin-1")) for k, v in call.extra_headers.items())]
-    if dep.credential_ref:
-        secret = credentials.resolve(dep.credential_ref)
-        if secret is None:
-            raise UpstreamFailure("config", f"credential {dep.credential_ref!r} is not configured "
-                                            f"({credentials.where(dep.credential_ref)})")
-        headers.append((b"Authorization", b"Bearer " + secret))
-    return headers
-
-
-async def _read_failure(resp: wire.Response) -> UpstreamFailure:
+async def _read_failure(resp: Response) -> UpstreamFailure:
     try:
         body = await asyncio.wait_for(resp.read(), 5)
     except Exception:  # the error body is best effort; the status is what matters
@@ -53,6 +36,8 @@ async def _read_failure(resp: wire.Response) -> UpstreamFailure:
     finally:
         resp.release()
     status = resp.status
+    if status < 200:  # a 101 (a 1xx other than that is never a final response)
+        return UpstreamFailure("protocol", f"upstream answered {status}", status=status)
     kind = "status_429" if status == 429 else "status_5xx" if status >= 500 else "status_4xx"
     return UpstreamFailure(kind, f"upstream answered {status}", status=status, body=body,
                            retry_after=resp.headers.get("retry-after"))
@@ -61,58 +46,41 @@ async def _read_failure(resp: wire.Response) -> UpstreamFailure:
 class HttpUpstream:
     """Calls one deployment over HTTP."""
 
-    def __init__(self, pool: wire.Pool, credentials: CredentialResolver | None = None) -> None:
-        self._pool = pool
+    def __init__(self, client: UpstreamClient, credentials: CredentialResolver | None = None) -> None:
+        self._client = client
         self._credentials = credentials or CredentialResolver()
 
-    async def _open(self, dep: Deployment, call: Call, first_byte_at: float) -> wire.Response:
-        try:
-            origin = _origin(dep.base_url or "", call.endpoint)
-        except ValueError as exc:
-            raise UpstreamFailure("config", f"bad upstream URL: {exc}") from exc
-        try:
-            async with asyncio.timeout_at(first_byte_at):
-                resp = await self._pool.request(origin, call.body, _headers(dep, call, self._credentials),
-                                                connect_timeout=dep.connect_timeout)
-        except TimeoutError as exc:
-            raise UpstreamFailure("timeout", "no response from the upstream before the first-byte timeout") \
-                from exc
-        except wire.ConnectFailed as exc:
-            raise UpstreamFailure("connect", f"cannot connect to the upstream ({exc})") from exc
-        except wire.ProtocolFailed as exc:
-            raise UpstreamFailure("protocol", f"upstream connection failed ({exc})") from exc
-        if resp.status >= 300:
+    def _headers(self, dep: Deployment, call: Call) -> dict[str, str] | None:
+        if not dep.credential_ref:
+            return None
+        secret = self._credentials.resolve(dep.credential_ref)
+        if secret is None:
+            raise UpstreamFailure("config", f"credential {dep.credential_ref!r} is not configured "
+                                            f"({self._credentials.where(dep.credential_ref)})")
+        return {"Authorization": "Bearer " + secret.decode("latin-1")}
+
+    async def _open(self, dep: Deployment, call: Call, *, read_body: bool) -> Response:
+        if not dep.base_url:
+            raise UpstreamFailure("config", f"deployment {dep.name!r} has no base_url")
+        resp = await self._client.send(_url(dep.base_url, call.endpoint), call.body, self._headers(dep, call),
+                                       connect_timeout=dep.connect_timeout, first_byte_timeout=dep.first_byte_timeout,
+                                       deadline=call.deadline, ca_bundle=dep.ca_bundle, read_body=read_body)
+        if not 200 <= resp.status < 300:
             raise await _read_failure(resp)
         return resp
 
     async def complete(self, dep: Deployment, call: Call) -> UpstreamReply:
-        """Send a non-streaming request and read the whole body."""
-        loop = asyncio.get_running_loop()
-        first_byte_at = min(loop.time() + dep.first_byte_timeout, call.deadline)
-        resp = await self._open(dep, call, first_byte_at)
-        try:
-            async with asyncio.timeout_at(call.deadline):
-                body = await resp.read()
-        except TimeoutError as exc:
-            resp.close()
-            raise UpstreamFailure("timeout", "the upstream response did not finish in time") from exc
-        except wire.ProtocolFailed as exc:
-            resp.close()
-            raise UpstreamFailure("protocol", f"upstream response broke off ({exc})") from exc
-        except BaseException:
-            resp.close()
-            raise
+        """Send a non-streaming request and read the whole body (by the request's deadline)."""
+        resp = await self._open(dep, call, read_body=True)
         resp.release()
-        return UpstreamReply(body=body, content_type=resp.headers.get("content-type", "application/json"))
+        return UpstreamReply(body=resp.body or b"", content_type=resp.headers.get("content-type", "application/json"))
 
     async def stream(self, dep: Deployment, call: Call) -> HttpEventStream:
-        """Send a streaming request and wait for its first SSE event."""
-        loop = asyncio.get_running_loop()
-        first_byte_at = min(loop.time() + dep.first_byte_timeout, call.deadline)
-        resp = await self._open(dep, call, first_byte_at)
+        """Send a streaming request and wait for its first SSE event (due by the first-byte timeout)."""
+        resp = await self._open(dep, call, read_body=False)
         stream = HttpEventStream(resp, chunk_timeout=dep.chunk_timeout, deadline=call.deadline)
         try:
-            first = await stream.read_event(first_byte_at)
+            first = await stream.read_event(resp.first_byte_at)
         except BaseException:
             await stream.aclose()
             raise
@@ -126,7 +94,7 @@ class HttpUpstream:
 class HttpEventStream:
     """SSE events of one upstream response, read line by line and handed on as bytes."""
 
-    def __init__(self, resp: wire.Response, *, chunk_timeout: float, deadline: float) -> None:
+    def __init__(self, resp: Response, *, chunk_timeout: float, deadline: float) -> None:
         self._resp = resp
         self._chunk_timeout = chunk_timeout
         self._deadline = deadline
@@ -139,7 +107,7 @@ class HttpEventStream:
         try:
             async with asyncio.timeout_at(until):
                 while True:
-                    line = await self._resp.readline()
+                    line = await self._resp.readline()  # UpstreamFailure "protocol" if the stream breaks
                     if not line:  # EOF
                         return b"".join(parts) + b"\n" if parts else None
                     if line == b"\n" or line == b"\r\n":
@@ -149,10 +117,7 @@ class HttpEventStream:
                         continue
                     parts.append(line)
         except TimeoutError as exc:
-            kind = "timeout"
-            raise UpstreamFailure(kind, "the upstream stalled between chunks") from exc
-        except wire.ProtocolFailed as exc:
-            raise UpstreamFailure("protocol", f"the upstream stream broke off ({exc})") from exc
+            raise UpstreamFailure("timeout", "the upstream stalled between chunks") from exc
 
     async def next_event(self) -> bytes | None:
         """The next event, bounded by the chunk gap and the request deadline."""
