@@ -12,8 +12,12 @@ health, metrics, OpenAPI) falls through to the Litestar app:
   checked, else 403;
 - the body read once, bounded by ``AIAAS_MAX_REQUEST_BODY_BYTES`` (413), decoded by ``requests.parse``;
 - every error an RFC 7807 problem document carrying OpenAI's ``error`` object;
-- streams written straight to the ASGI ``send``; one small task watches for the client leaving and
-  cancels the relay, so the upstream request is closed at once;
+- one call to the service (``Gateway.route``) resolves, admits and opens the request on a deployment;
+  the reply is sent, or the stream written straight to the ASGI ``send``, and whatever happens the
+  upstream stream is closed in the same ``finally`` that accounts the request;
+- from the moment the body is in, one small task watches for the client leaving and cancels the
+  request, whether it waits for its first byte, a whole answer or streams, so the upstream request is
+  closed at once and accounted as ``cancelled``;
 - accounting (``Gateway.finish``: metrics, the GenAI span, the completion event) runs after the last
   byte was sent, never before.
 
@@ -26,11 +30,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiaas.inference.service.gateway import CallContext, Gateway
+from aiaas.inference.service.calls import Caller, Outcome, Routed, Tally
+from aiaas.inference.service.gateway import Gateway
 from aiaas.inference.service.requests import Parsed, parse
 from aiaas.kernel.errors import (
     PROBLEM_JSON,
@@ -44,7 +49,7 @@ from aiaas.kernel.errors import (
     problem_for,
     problem_of,
 )
-from aiaas.kernel.guard import Authenticator, unauthenticated
+from aiaas.kernel.guard import Authenticator, api_key_required, unauthenticated
 from aiaas.kernel.security import Permission, Principal, bearer_token, token_kind
 
 log = logging.getLogger("aiaas.inference")
@@ -76,7 +81,6 @@ ROUTES: dict[str, Route] = {
 
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 _PROBLEM = (b"content-type", PROBLEM_JSON.encode())
-_STREAMING = "aiaas.inference.streaming"
 
 
 def route_permissions() -> list[tuple[str, str, Permission]]:
@@ -118,9 +122,38 @@ async def _read_body(scope: Scope, receive: Callable[[], Any], limit: int) -> by
     return b"".join(parts)
 
 
-async def _until_disconnect(receive: Callable[[], Any]) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+class _ClientWatch:
+    """Cancels the serving task when the client goes away, from the moment the body is in until the end.
+
+    So a client that leaves before the first byte, while a non-streamed answer is generated or in the
+    middle of a stream cancels the upstream request at once (its provider closes the connection), and
+    the request is accounted as ``cancelled``.
+    """
+
+    def __init__(self, receive: Callable[[], Any]) -> None:
+        self._receive = receive
+        self.gone = False
+        self._closing = False
+        self._task: asyncio.Task[Any] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        if not self._closing and self._task is not None:
+            self.gone = True
+            self._task.cancel()
+
+    async def __aenter__(self) -> _ClientWatch:
+        self._task = asyncio.current_task()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="aiaas-client-watch")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._closing = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
 
 
 class InferenceEdge:
@@ -140,115 +173,128 @@ class InferenceEdge:
             return
         scope["path_template"] = scope["path"]
         state = scope.setdefault("state", {})
-        ctx: CallContext | None = None
+        started = time.perf_counter()
         gateway: Gateway | None = None
-        limits: dict[str, str] = {}
+        caller: Caller | None = None
+        parsed: Parsed | None = None
+        routed: Routed | None = None
+        outcome: Outcome | None = None
+        sent = _Sent()
+        watch = _ClientWatch(receive)
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"Method {scope['method']} is not allowed on {scope['path']}",
                                        headers={"Allow": "POST"})
-            # A missing or malformed token is refused before the body is read; a well-formed one is resolved
-            # below, together with the model's catalog entry.
-            token = _token(scope)
+            token = _token(scope)  # refused (401) before the body is read when missing or malformed
             gateway = self._gateway()
             if gateway is None:
                 raise ServiceUnavailable("The inference gateway is starting.", code="starting",
                                          headers={"Retry-After": "1"})
             body = await _read_body(scope, receive, self._max_body)
-            # Decoded before authentication so the model's catalog keys can be read in the principal's
-            # MGET; a decoding error is still only reported once the caller is authenticated.
-            parsed: Parsed | None = None
             invalid: AppError | None = None
             try:
                 parsed = parse(route.endpoint, body)
             except AppError as exc:
-                invalid = exc
-            principal, prefetched = await self._authenticate(
-                token, gateway.prefetch_keys(parsed.model) if parsed is not None else ())
-            ctx = CallContext(request_id=state.get("request_id", ""), endpoint=route.endpoint,
-                              principal=principal)
-            if parsed is None:
-                raise invalid  # type: ignore[misc]
-            prepared = await gateway.prepare(principal=principal, parsed=parsed, ctx=ctx, prefetched=prefetched)
-            limits = prepared.headers
-            if parsed.stream:
-                stream = await gateway.open_stream(prepared, ctx)
-                state[_STREAMING] = True
-                await self._stream(send, receive, gateway.relay(stream, ctx, parsed.wants_usage),
-                                   [*_SSE, *_headers(limits), _processing_ms(ctx)])
-                return
-            reply = await gateway.complete(prepared, ctx)
-            await send({"type": "http.response.start", "status": 200, "headers": [
-                (b"content-type", reply.content_type.encode("latin-1")),
-                (b"content-length", str(len(reply.body)).encode()), *_headers(limits), _processing_ms(ctx)]})
-            await send({"type": "http.response.body", "body": reply.body})
+                invalid = exc  # reported once the caller is authenticated
+            principal = await self._authenticate(token)
+            caller = Caller.of(principal, request_id=state.get("request_id", ""), endpoint=route.endpoint,
+                               started=started)
+            if invalid is not None:
+                raise invalid
+            assert parsed is not None
+            async with watch:
+                routed = await gateway.route(caller, principal, parsed)
+                if routed.error is not None:
+                    raise routed.error
+                if routed.events is not None:
+                    outcome = await self._relay(send, sent, gateway, routed, parsed.wants_usage, watch)
+                else:
+                    await self._reply(send, sent, routed)
+                    outcome = gateway.outcome_of_reply(routed)
         except AppError as exc:
-            if ctx is not None:
-                ctx.failed(exc)
-            if state.get(_STREAMING):  # the relay reports upstream failures in-band; nothing to add now
-                raise
-            # An admitted request that then failed upstream still reports the limits it was charged to.
-            headers = {**limits, **exc.headers} if limits else exc.headers
-            problem = problem_of(exc, instance=scope["path"], request_id=state.get("request_id"), openai=True)
-            await _send_problem(send, exc.status, encode_problem(problem), headers)
+            outcome = Outcome.failed(exc, error_type=routed.error_type if routed else None)
+            if not sent.started:
+                headers = {**routed.headers, **exc.headers} if routed is not None else exc.headers
+                problem = problem_of(exc, instance=scope["path"], request_id=state.get("request_id"), openai=True)
+                await _send_problem(send, exc.status, encode_problem(problem), headers)
+        except asyncio.CancelledError:
+            outcome = Outcome.cancelled(http_status=200 if sent.started else 499)
+            if not watch.gone:
+                raise  # not the client leaving: the server is shutting down
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
         except Exception as exc:
-            if ctx is not None:
-                ctx.failed(exc)
-            if state.get(_STREAMING):
-                raise
+            outcome = Outcome.failed(exc)
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            problem = problem_for(status=500, detail=UNHANDLED_DETAIL, instance=scope["path"],
-                                  request_id=state.get("request_id"), openai=True)
-            await _send_problem(send, 500, encode_problem(problem), {})
-        except BaseException as exc:  # cancelled: the client went away before the response started
-            if ctx is not None:
-                ctx.failed(exc)
-                ctx.status = "cancelled"
-                ctx.error_type = "client_disconnected"
-            raise
+            if not sent.started:
+                problem = problem_for(status=500, detail=UNHANDLED_DETAIL, instance=scope["path"],
+                                      request_id=state.get("request_id"), openai=True)
+                await _send_problem(send, 500, encode_problem(problem), {})
         finally:
-            if ctx is not None and gateway is not None:
-                gateway.finish(ctx)
+            if routed is not None and routed.events is not None:
+                await routed.events.aclose()  # every path that opened an upstream stream closes it
+            if gateway is not None and caller is not None:
+                gateway.finish(routed or _unrouted(caller, parsed), outcome or Outcome.cancelled())
 
-    async def _authenticate(self, token: str, keys: Sequence[str]) -> tuple[Principal, list[bytes | None] | None]:
-        principal, values = await self._authenticator.authenticate_reading(token, keys)
+    async def _authenticate(self, token: str) -> Principal:
+        principal = await self._authenticator.authenticate(token)
         if principal is None:
             raise unauthenticated("Invalid, expired or revoked API key or session token.")
+        if principal.kind != "api_key":
+            raise api_key_required()
         if not principal.has(PERMISSION, write=True):
             raise Forbidden(f"This action needs the {PERMISSION.value!r} permission"
                             + (" and a matching API key scope." if principal.kind == "api_key" else "."),
                             code="permission_denied")
-        return principal, values
+        return principal
 
     @staticmethod
-    async def _stream(send: Callable[[Any], Any], receive: Callable[[], Any], events: AsyncIterator[bytes],
-                      headers: list[tuple[bytes, bytes]]) -> None:
-        """Write the SSE body as the relay yields it; a client that leaves cancels the relay."""
-        task = asyncio.current_task()
-        assert task is not None
-        state = {"done": False, "gone": False}
+    async def _reply(send: Callable[[Any], Any], sent: _Sent, routed: Routed) -> None:
+        reply = routed.reply
+        assert reply is not None
+        sent.started = True
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", reply.content_type.encode("latin-1")),
+            (b"content-length", str(len(reply.body)).encode()), *_headers(routed.headers),
+            _processing_ms(routed.caller)]})
+        await send({"type": "http.response.body", "body": reply.body})
 
-        def client_left(watcher: asyncio.Task[None]) -> None:
-            if not state["done"] and not watcher.cancelled() and watcher.exception() is None:
-                state["gone"] = True
-                task.cancel()
-
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        watcher = asyncio.get_running_loop().create_task(_until_disconnect(receive))
-        watcher.add_done_callback(client_left)
+    @staticmethod
+    async def _relay(send: Callable[[Any], Any], sent: _Sent, gateway: Gateway, routed: Routed, wants_usage: bool,
+                     watch: _ClientWatch) -> Outcome:
+        """Write the SSE body as the relay yields it; the outcome says how it ended."""
+        tally = Tally()
+        sent.started = True
         try:
-            async for chunk in events:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [*_SSE, *_headers(routed.headers), _processing_ms(routed.caller)]})
+            async for chunk in gateway.relay(routed, tally, wants_usage=wants_usage):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            state["done"] = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not state["gone"]:
+            if not watch.gone:
                 raise
-            task.uncancel()  # our own cancellation: the client left, which the relay has accounted
-        finally:
-            state["done"] = True
-            watcher.cancel()
-            await events.aclose()  # type: ignore[attr-defined]
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return gateway.stream_outcome(tally, client_left=True)
+        return gateway.stream_outcome(tally, client_left=False)
+
+
+class _Sent:
+    """Whether the response has started (after which errors can only end it)."""
+
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started = False
+
+
+def _unrouted(caller: Caller, parsed: Parsed | None) -> Routed:
+    """A request that never reached routing (refused input), for its accounting."""
+    return Routed(caller=caller, model=parsed.model if parsed else "", known=False,
+                  stream=parsed.stream if parsed else False, estimated_prompt=0)
 
 
 def _token(scope: Scope) -> str:
@@ -266,8 +312,8 @@ def _token(scope: Scope) -> str:
     return token
 
 
-def _processing_ms(ctx: CallContext) -> tuple[bytes, bytes]:
-    return b"openai-processing-ms", str(int((time.perf_counter() - ctx.started) * 1000)).encode()
+def _processing_ms(caller: Caller) -> tuple[bytes, bytes]:
+    return b"openai-processing-ms", str(int((time.perf_counter() - caller.started) * 1000)).encode()
 
 
 async def _send_problem(send: Callable[[Any], Any], status: int, body: bytes, headers: dict[str, str]) -> None:

@@ -31,7 +31,7 @@ from aiaas.inference.service.gateway import Gateway
 from aiaas.kernel.errors import Forbidden, NotFound
 from aiaas.kernel.security import Permission, Principal
 
-INVOKE = {"permission": Permission.MODELS_INVOKE}
+INVOKE = {"permission": Permission.MODELS_INVOKE, "api_key_only": True}
 ADMIN = {"permission": Permission.PLATFORM_ADMIN}
 _CTX = "aiaas.inference.call"
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}

@@ -54,6 +54,7 @@ class DeploymentRow(Base):
     total_timeout: Mapped[float] = mapped_column(Float)
     context_length: Mapped[int | None] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    ca_bundle: Mapped[str | None] = mapped_column(Text)
     model: Mapped[ModelRow] = relationship(back_populates="deployments", lazy="raise")
 
 

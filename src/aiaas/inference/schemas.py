@@ -21,6 +21,8 @@ Provider = Literal["openai", "local"]
 
 _NonNeg = Annotated[int, msgspec.Meta(ge=0)]
 _Pos = Annotated[int, msgspec.Meta(ge=1)]
+# A context window in tokens (a 32-bit column): far beyond any model's.
+_ContextLength = Annotated[int, msgspec.Meta(ge=1, le=16_777_216)]
 
 # Above any model's context window: a larger cap is a mistake or an attack on the limiter's arithmetic.
 MAX_TOKENS_LIMIT = 1_048_576
@@ -119,7 +121,9 @@ class ResponsePeek(msgspec.Struct, kw_only=True):
 
     choices: list[ChoicePeek] | None = None
     usage: Usage | None = None
-    error: msgspec.Raw | None = None
+    # Raw, unparsed: only whether there is one matters. (``Raw | None`` would refuse any object: msgspec takes
+    # no union with Raw, and every chunk carrying an error then failed to decode and went unnoticed.)
+    error: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b""))
 
 
 class ErrorPeek(msgspec.Struct, kw_only=True):
@@ -162,6 +166,8 @@ CREDENTIAL_REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(?![\s\S])"
 # What API keys look like (OpenAI's, Anthropic's and most OpenAI-compatible servers'): a reference that
 # does is a key pasted in the wrong place, and would be stored and shown in the catalog.
 _LOOKS_LIKE_A_KEY = re.compile(r"^(sk|pk|rk|key)[-_]", re.IGNORECASE)
+# An absolute path, without NUL or any other control character.
+CA_BUNDLE_PATTERN = r"^/[^\x00-\x1f\x7f]*(?![\s\S])"
 _URL_CHARS = re.compile(r"^[!-~]+\Z")  # printable ASCII: no space, no CR/LF, no control character
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}\.?\Z){_LABEL}(?:\.{_LABEL})*\.?\Z")
@@ -213,12 +219,17 @@ class DeploymentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, o
     first_byte_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 60.0
     chunk_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
     total_timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 600.0
-    context_length: _Pos | None = None
+    context_length: _ContextLength | None = None
     enabled: bool = True
+    # A PEM file of CA certificates on the gateway's filesystem that an https upstream's certificate is
+    # checked against instead of the system's trust store (a private CA); None: the system's trust store.
+    ca_bundle: Annotated[str, msgspec.Meta(max_length=4096, pattern=CA_BUNDLE_PATTERN)] | None = None
 
     def __post_init__(self) -> None:
         if self.base_url is not None:
             check_base_url(self.base_url)
+        if self.ca_bundle is not None and not (self.base_url or "").startswith("https://"):
+            raise ValueError("ca_bundle applies only to a deployment with an https:// base_url")
         if self.credential_ref is not None and _LOOKS_LIKE_A_KEY.match(self.credential_ref):
             raise ValueError("credential_ref looks like an API key: put the key in the environment variable "
                              "UPSTREAM_CREDENTIAL_<NAME> (or a file of AIAAS_UPSTREAM_CREDENTIALS_DIR) and "
@@ -231,7 +242,7 @@ class ModelSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_d
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=MODEL_NAME_PATTERN)]
     owned_by: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "aiaas"
     capabilities: list[Capability] = msgspec.field(default_factory=lambda: ["chat", "completions"])
-    context_length: _Pos | None = None
+    context_length: _ContextLength | None = None
     deployments: Annotated[list[DeploymentSpec], msgspec.Meta(min_length=1)]
 
 
@@ -240,7 +251,7 @@ class ModelUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     owned_by: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "aiaas"
     capabilities: list[Capability] = msgspec.field(default_factory=lambda: ["chat", "completions"])
-    context_length: _Pos | None = None
+    context_length: _ContextLength | None = None
     deployments: Annotated[list[DeploymentSpec], msgspec.Meta(min_length=1)]
 
 
@@ -261,6 +272,7 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     total_timeout: float
     context_length: int | None
     enabled: bool
+    ca_bundle: str | None = None
 
 
 class CatalogModel(msgspec.Struct, frozen=True, kw_only=True):

@@ -60,7 +60,8 @@ class TestKillOneDeployment:
     def test_no_client_error_and_breaker_recovers(self, running: Running) -> None:
         d = running.upstreams["d"]
         r = redis.Redis.from_url(running.settings.redis_url)
-        key = f"{running.settings.redis_prefix}inference:breaker:test/pair"
+        assert running.container.gateway is not None
+        key = running.container.gateway.breakers.key("test/pair")  # the model's breaker state, however keyed
         try:
             with Load(running) as load:
                 assert eventually(lambda: load.served > 20, timeout=60), "the load never got going"

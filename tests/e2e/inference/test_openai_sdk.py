@@ -44,7 +44,8 @@ class TestChatNonStreaming:
         assert int(raw.headers["openai-processing-ms"]) >= 0
 
     async def test_async(self, running: Running) -> None:
-        r = await aclient(running).chat.completions.create(model="test/chat", messages=MSG)
+        async with aclient(running) as c:
+            r = await c.chat.completions.create(model="test/chat", messages=MSG)
         assert r.choices[0].message.content == "Hello from fake"
 
     def test_unknown_fields_pass_through_untouched(self, running: Running) -> None:
@@ -78,8 +79,9 @@ class TestChatStreaming:
         assert chunks[-1].choices == []
 
     async def test_async_stream(self, running: Running) -> None:
-        stream = await aclient(running).chat.completions.create(model="test/chat", messages=MSG, stream=True)
-        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        async with aclient(running) as ac:
+            stream = await ac.chat.completions.create(model="test/chat", messages=MSG, stream=True)
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
         assert text == "Hello from fake"
 
     def test_raw_sse_framing(self, running: Running) -> None:
@@ -121,8 +123,9 @@ class TestCompletionsAndEmbeddings:
         assert r.choices[0].text == "Hello from fake"
 
     async def test_completions_stream(self, running: Running) -> None:
-        stream = await aclient(running).completions.create(model="test/chat", prompt="Say", stream=True)
-        text = "".join([c.choices[0].text async for c in stream if c.choices])
+        async with aclient(running) as ac:
+            stream = await ac.completions.create(model="test/chat", prompt="Say", stream=True)
+            text = "".join([c.choices[0].text async for c in stream if c.choices])
         assert text == "Hello from fake"
 
     def test_embeddings_base64_default(self, running: Running) -> None:
@@ -131,7 +134,8 @@ class TestCompletionsAndEmbeddings:
         assert r.data[0].embedding == pytest.approx([0.25, -0.5, 1.0])
 
     async def test_embeddings_float(self, running: Running) -> None:
-        r = await aclient(running).embeddings.create(model="test/embed", input="a", encoding_format="float")
+        async with aclient(running) as c:
+            r = await c.embeddings.create(model="test/embed", input="a", encoding_format="float")
         assert r.data[0].embedding == [0.25, -0.5, 1.0]
         assert r.usage.prompt_tokens > 0
         assert base64 and struct  # the SDK decodes base64 itself; float is passed as is
@@ -149,7 +153,8 @@ class TestModels:
         assert [m.id for m in client(running, "narrow-key").models.list()] == ["test/chat"]
 
     async def test_retrieve(self, running: Running) -> None:
-        m = await aclient(running).models.retrieve("test/chat")
+        async with aclient(running) as c:
+            m = await c.models.retrieve("test/chat")
         assert m.id == "test/chat" and m.object == "model"
 
     def test_retrieve_unknown(self, running: Running) -> None:

@@ -63,13 +63,15 @@ class TestCatalogAdmin:
         assert r.status_code == 200 and r.json()["name"] == name
         upd = _spec(name)
         upd.pop("name")
-        upd["deployments"].append({"name": "two", "upstream_model": "m2", "base_url": "http://127.0.0.1:9/v1",
-                                   "weight": 3})
+        upd["deployments"].append({"name": "two", "upstream_model": "m2", "base_url": "https://127.0.0.1:9/v1",
+                                   "weight": 3, "ca_bundle": "/etc/aiaas/ca.pem"})
         r = await c.put(f"/v1/admin/models/{name}", json=upd)
         assert r.status_code == 200, r.text
         deps = {d["name"]: d for d in r.json()["deployments"]}
         assert deps["one"]["id"] == dep_id and deps["two"]["weight"] == 3
-        assert len((await container.catalog.lookup(name, None, "x")).model.deployments) == 2
+        assert deps["one"]["ca_bundle"] is None and deps["two"]["ca_bundle"] == "/etc/aiaas/ca.pem"
+        cached = (await container.catalog.lookup(name, None, "x")).model
+        assert [d.ca_bundle for d in cached.deployments] == [None, "/etc/aiaas/ca.pem"]
         assert (await c.delete(f"/v1/admin/models/{name}")).status_code == 204
         assert (await container.catalog.lookup(name, None, "x")).model is None
         assert (await c.get(f"/v1/admin/models/{name}")).status_code == 404

@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from aiaas.inference.asgi import ROUTES, InferenceEdge, route_permissions
 from aiaas.inference.providers.base import UpstreamReply
-from aiaas.kernel.errors import UpstreamError
+from aiaas.inference.service.calls import Caller, Outcome, Routed
+from aiaas.inference.service.gateway import Gateway as RealGateway
+from aiaas.kernel.errors import AppError, UpstreamError
 from aiaas.kernel.security import OrgRole, Permission, Principal, Scope
+from aiaas.usage import api as usage_api
 
 VALID = "sk-" + "a" * 43
 NO_SCOPE = "sk-" + "b" * 43
@@ -29,72 +33,81 @@ class Auth:
     """Stands in for the principal resolver: two known keys, one without the inference scope."""
 
     def __init__(self) -> None:
-        self.read: list[Sequence[str]] = []
+        self.calls = 0
 
     async def authenticate(self, token: str) -> Principal | None:
-        return (await self.authenticate_reading(token, ()))[0]
-
-    async def authenticate_reading(self, token: str, keys: Sequence[str]) -> tuple[Principal | None,
-                                                                                 list[bytes | None] | None]:
-        self.read.append(keys)
+        self.calls += 1
         scopes = {VALID: frozenset({Scope.INFERENCE}), NO_SCOPE: frozenset({Scope.MANAGEMENT_READ})}.get(token)
         if scopes is None:
-            return None, None
-        principal = Principal(kind="api_key", user_id="u", org_id="o", key_id="k", org_role=OrgRole.MEMBER,
-                              scopes=scopes)
-        return principal, [b"model", None]
+            return None
+        return Principal(kind="api_key", user_id="u", org_id="o", key_id="k", org_role=OrgRole.MEMBER,
+                         scopes=scopes)
 
     async def for_org(self, principal: Principal, org_id: str) -> Principal | None:  # pragma: no cover
         return principal
 
 
-class Prepared:
-    headers = LIMITS
+class Events:
+    """An upstream event stream of the stand-in gateway (closing it is recorded)."""
+
+    def __init__(self, chunks: Sequence[bytes], hang: bool) -> None:
+        self.first = chunks[0]
+        self._rest = deque(chunks[1:])
+        self._hang = hang
+        self.closed = 0
+
+    async def next_event(self) -> bytes | None:
+        if self._rest:
+            return self._rest.popleft()
+        if self._hang:
+            await asyncio.Event().wait()
+        return None
+
+    async def aclose(self) -> None:
+        self.closed += 1
 
 
-class Gateway:
-    """Stands in for the inference gateway: records what the edge hands it."""
+class Gateway(RealGateway):
+    """The real gateway's response and accounting steps, with routing stood in: records what the edge
+    hands it and what it accounts."""
 
-    def __init__(self, *, fail: BaseException | None = None, chunks: Sequence[bytes] = (), hang: bool = False):
+    def __init__(self, *, error: AppError | None = None, fail: BaseException | None = None,
+                 chunks: Sequence[bytes] = (b"data: {}\n\n",), hang: bool = False, hang_route: bool = False):
+        self.error = error
         self.fail = fail
         self.chunks = chunks
         self.hang = hang
-        self.prefetched: Any = None
-        self.finished: list[Any] = []
-        self.relay_closed = asyncio.Event()
+        self.hang_route = hang_route
+        self.routed_with: Any = None
+        self.route_cancelled = False
+        self.events: Events | None = None
+        self.finished: list[tuple[Routed, Outcome]] = []
 
-    def prefetch_keys(self, model: str) -> list[str]:
-        return [f"model:{model}", f"breaker:{model}"]
-
-    async def prepare(self, *, principal: Principal, parsed: Any, ctx: Any, prefetched: Any) -> Prepared:
-        ctx.model = parsed.model
-        self.prefetched = prefetched
-        return Prepared()
-
-    async def complete(self, prepared: Prepared, ctx: Any) -> UpstreamReply:
+    async def route(self, caller: Caller, principal: Principal, parsed: Any) -> Routed:
+        self.routed_with = (caller, principal, parsed)
+        try:
+            if self.hang_route:
+                await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.route_cancelled = True
+            raise
         if self.fail is not None:
             raise self.fail
-        ctx.status = "ok"
-        return UpstreamReply(body=b'{"object":"chat.completion"}')
+        base = Routed(caller=caller, model=parsed.model, known=True, stream=parsed.stream, estimated_prompt=3,
+                      admission=usage_api.Admission(reservation_id="r1", headers=LIMITS))
+        if self.error is not None:
+            return replace(base, error=self.error)
+        if parsed.stream:
+            self.events = Events(self.chunks, self.hang)
+            return replace(base, events=self.events)
+        return replace(base, reply=UpstreamReply(body=b'{"object":"chat.completion"}'))
 
-    async def open_stream(self, prepared: Prepared, ctx: Any) -> str:
-        return "stream"
+    def finish(self, routed: Routed, outcome: Outcome) -> None:
+        self.finished.append((routed, outcome))
 
-    async def relay(self, stream: str, ctx: Any, wants_usage: bool) -> AsyncIterator[bytes]:
-        try:
-            for chunk in self.chunks:
-                yield chunk
-            if self.hang:
-                await asyncio.Event().wait()
-            ctx.status = "ok"
-        except BaseException:
-            ctx.status = "cancelled"
-            raise
-        finally:
-            self.relay_closed.set()
-
-    def finish(self, ctx: Any) -> None:
-        self.finished.append(ctx)
+    @property
+    def outcomes(self) -> list[Outcome]:
+        return [o for _, o in self.finished]
 
 
 class Inner:
@@ -123,8 +136,10 @@ class Reply:
 
 async def call(app: Any, method: str, path: str, *, token: str | None = VALID, body: bytes = CHAT,
                parts: Sequence[bytes] | None = None, headers: dict[str, str] | None = None,
-               leave_after: int | None = None, scope_out: dict[str, Any] | None = None) -> Reply:
-    """Drive one request; ``leave_after``: the client disconnects after that many body messages."""
+               leave_after: int | None = None, scope_out: dict[str, Any] | None = None,
+               leave_now: bool = False, send_fails_at: int | None = None) -> Reply:
+    """Drive one request; ``leave_after``: the client disconnects after that many body messages;
+    ``leave_now``: once the body is read; ``send_fails_at``: that ``send`` call (0-based) raises."""
     hdrs = {"content-type": "application/json", **(headers or {})}
     if token is not None:
         hdrs["authorization"] = f"Bearer {token}"
@@ -134,7 +149,10 @@ async def call(app: Any, method: str, path: str, *, token: str | None = VALID, b
     incoming = deque({"type": "http.request", "body": p, "more_body": i < len(pieces) - 1}
                      for i, p in enumerate(pieces))
     gone = asyncio.Event()
+    if leave_now:
+        gone.set()
     sent: list[dict[str, Any]] = []
+    calls = [0]
 
     async def receive() -> dict[str, Any]:
         if incoming:
@@ -143,6 +161,9 @@ async def call(app: Any, method: str, path: str, *, token: str | None = VALID, b
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
+        calls[0] += 1
+        if send_fails_at is not None and calls[0] - 1 == send_fails_at:
+            raise OSError("the connection broke")
         sent.append(message)
         if leave_after is not None and message["type"] == "http.response.body" and len(sent) - 1 >= leave_after:
             gone.set()
@@ -150,7 +171,7 @@ async def call(app: Any, method: str, path: str, *, token: str | None = VALID, b
     await asyncio.wait_for(app(scope, receive, send), 5)
     if scope_out is not None:
         scope_out.update(scope)
-    return Reply(sent)
+    return Reply(sent) if sent else Reply([{"status": 0, "headers": []}])
 
 
 def edge(gateway: Gateway | None = None, *, max_body: int = 10_000) -> tuple[InferenceEdge, Inner, Auth]:
@@ -203,14 +224,14 @@ class TestAuthentication:
         for token in ("sk-" + "z" * 43, "sk-short", "not-a-token"):
             reply = await call(app, "POST", "/v1/chat/completions", token=token)
             assert_problem(reply, 401, "invalid_api_key", "authentication_error")
-        assert len(auth.read) == 1  # malformed tokens never reach the resolver
+        assert auth.calls == 1  # malformed tokens never reach the resolver
 
     async def test_a_malformed_token_is_refused_before_the_body_is_read(self) -> None:
         app, _, auth = edge(Gateway(), max_body=10)
         for token in (None, "not-a-token"):
             reply = await call(app, "POST", "/v1/chat/completions", token=token, headers={"content-length": "99"})
             assert reply.status == 401  # not 413: the oversized body was never read
-        assert auth.read == []
+        assert auth.calls == 0
 
     async def test_invalid_body_without_credentials_is_401_not_400(self) -> None:
         app, _, _ = edge(Gateway())
@@ -222,20 +243,24 @@ class TestAuthentication:
         app, _, auth = edge(gw)
         reply = await call(app, "POST", "/v1/chat/completions", body=b'{"model": 3}')
         assert_problem(reply, 400, None, "invalid_request_error")
-        assert auth.read == [()]  # nothing to prefetch for a body that did not decode
-        assert gw.prefetched is None and gw.finished[0].http_status == 400
+        assert auth.calls == 1 and gw.routed_with is None
+        routed, outcome = gw.finished[0]
+        assert outcome.http_status == 400 and routed.caller.key_id == "k" and not routed.known
 
     async def test_key_without_inference_scope_is_403(self) -> None:
         app, _, _ = edge(Gateway())
         reply = await call(app, "POST", "/v1/chat/completions", token=NO_SCOPE)
         assert_problem(reply, 403, "permission_denied", "permission_error")
 
-    async def test_catalog_keys_are_read_with_the_principal(self) -> None:
+    async def test_the_service_gets_the_caller_and_the_parsed_request(self) -> None:
         gw = Gateway()
-        app, _, auth = edge(gw)
+        app, _, _ = edge(gw)
         reply = await call(app, "POST", "/v1/chat/completions")
         assert reply.status == 200
-        assert auth.read == [["model:m", "breaker:m"]] and gw.prefetched == [b"model", None]
+        caller, principal, parsed = gw.routed_with
+        assert (caller.request_id, caller.endpoint, caller.org_id, caller.key_id) == ("req_t", "chat.completions",
+                                                                                     "o", "k")
+        assert principal.key_id == "k" and parsed.model == "m"
 
 
 class TestBodies:
@@ -265,7 +290,7 @@ class TestResponses:
         assert int(reply.headers["content-length"]) == len(reply.body)
         assert reply.headers["x-ratelimit-remaining-requests"] == "9"
         assert int(reply.headers["openai-processing-ms"]) >= 0
-        assert [c.status for c in gw.finished] == ["ok"]
+        assert [o.status for o in gw.outcomes] == ["ok"]
 
     async def test_gateway_starting_is_503(self) -> None:
         app, _, _ = edge(None)
@@ -274,12 +299,14 @@ class TestResponses:
         assert reply.headers["retry-after"] == "1"
 
     async def test_upstream_error_after_admission_keeps_the_limit_headers(self) -> None:
-        gw = Gateway(fail=UpstreamError("upstream broke", code="upstream_error"))
+        gw = Gateway(error=UpstreamError("upstream broke", code="upstream_error"))
         app, _, _ = edge(gw)
         reply = await call(app, "POST", "/v1/chat/completions")
         assert_problem(reply, 502, "upstream_error", "server_error")
         assert reply.headers["x-ratelimit-limit-requests"] == "10"
-        assert gw.finished[0].http_status == 502 and gw.finished[0].status == "error"
+        routed, outcome = gw.finished[0]
+        assert outcome.http_status == 502 and outcome.status == "error"
+        assert routed.admission is not None and routed.admission.reservation_id == "r1"  # settled by the worker
 
     async def test_unexpected_error_is_a_500_problem_and_still_accounted(self, caplog: pytest.LogCaptureFixture
                                                                         ) -> None:
@@ -289,26 +316,58 @@ class TestResponses:
         doc = assert_problem(reply, 500, None, "server_error")
         assert "request id" in doc["detail"] and "bug" not in doc["detail"]
         assert "unhandled error" in caplog.text
-        assert gw.finished[0].error_type == "RuntimeError"
+        assert gw.outcomes[0].error_type == "RuntimeError"
+
+
+STREAM = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
 
 
 class TestStreaming:
     async def test_events_are_written_as_they_come_then_the_body_ends(self) -> None:
         gw = Gateway(chunks=[b"data: {}\n\n", b"data: [DONE]\n\n"])
         app, _, _ = edge(gw)
-        body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
-        reply = await call(app, "POST", "/v1/chat/completions", body=body)
+        reply = await call(app, "POST", "/v1/chat/completions", body=STREAM)
         assert reply.status == 200
         assert reply.headers["content-type"] == "text/event-stream" and reply.headers["cache-control"] == "no-cache"
         assert reply.headers["x-ratelimit-remaining-requests"] == "9"
         assert reply.bodies == [b"data: {}\n\n", b"data: [DONE]\n\n", b""]
-        assert [c.status for c in gw.finished] == ["ok"]
+        assert [o.status for o in gw.outcomes] == ["ok"]
+        assert gw.events is not None and gw.events.closed == 1
 
     async def test_client_leaving_cancels_the_relay_at_once(self) -> None:
         gw = Gateway(chunks=[b"data: {}\n\n"], hang=True)
         app, _, _ = edge(gw)
-        body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
-        reply = await call(app, "POST", "/v1/chat/completions", body=body, leave_after=1)
+        reply = await call(app, "POST", "/v1/chat/completions", body=STREAM, leave_after=1)
         assert reply.bodies == [b"data: {}\n\n"]
-        assert gw.relay_closed.is_set()
-        assert [c.status for c in gw.finished] == ["cancelled"]
+        assert gw.events is not None and gw.events.closed == 1
+        assert [(o.status, o.http_status) for o in gw.outcomes] == [("cancelled", 200)]
+
+
+class TestDisconnects:
+    @pytest.mark.parametrize("body", [CHAT, STREAM], ids=["whole", "stream"])
+    async def test_a_client_leaving_before_the_first_byte_cancels_the_request(self, body: bytes) -> None:
+        gw = Gateway(hang_route=True)
+        app, _, _ = edge(gw)
+        await call(app, "POST", "/v1/chat/completions", body=body, leave_now=True)
+        assert gw.route_cancelled  # the upstream call is cancelled, not left running
+        (_, outcome), = gw.finished
+        assert (outcome.status, outcome.error_type, outcome.http_status) == ("cancelled", "client_disconnected", 499)
+
+
+class TestNoLeaks:
+    """Whatever fails after an upstream stream was opened, the stream is closed and the request accounted."""
+
+    @pytest.mark.parametrize("fails_at", [0, 1, 2])
+    async def test_a_failing_send_closes_the_upstream_stream(self, fails_at: int,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+        gw = Gateway(chunks=[b"data: {}\n\n", b"data: [DONE]\n\n"])
+        app, _, _ = edge(gw)
+        await call(app, "POST", "/v1/chat/completions", body=STREAM, send_fails_at=fails_at)
+        assert gw.events is not None and gw.events.closed == 1
+        assert len(gw.finished) == 1 and gw.outcomes[0].status == "error"
+
+    async def test_a_failing_reply_send_is_accounted(self, caplog: pytest.LogCaptureFixture) -> None:
+        gw = Gateway()
+        app, _, _ = edge(gw)
+        await call(app, "POST", "/v1/chat/completions", send_fails_at=0)
+        assert [o.status for o in gw.outcomes] == ["error"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiaas.inference.service.gateway import CallContext, Gateway
-from aiaas.kernel.security import Principal
+from aiaas.inference.service.calls import Caller, Outcome, Routed, Tally
+from aiaas.inference.service.gateway import Gateway
 
 CHUNK = b'data: {"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
 DONE = b"data: [DONE]\n\n"
@@ -34,27 +34,23 @@ def _gateway() -> Gateway:
                    publish=lambda _e: None, admitter=none)
 
 
-def _ctx() -> CallContext:
-    return CallContext(request_id="req_t", endpoint="chat.completions",
-                       principal=Principal(kind="api_key", user_id="u", org_id="o", key_id="k"))
-
-
-async def _read_then_leave(events: list[bytes], upto: int) -> tuple[CallContext, Stream]:
-    ctx, stream = _ctx(), Stream(events)
-    relay = _gateway().relay(stream, ctx, wants_usage=False)
+async def _read_then_leave(events: list[bytes], upto: int) -> tuple[Outcome, Tally]:
+    gateway = _gateway()
+    caller = Caller(request_id="req_t", endpoint="chat.completions", org_id="o", user_id="u", key_id="k")
+    routed = Routed(caller=caller, model="m", known=True, stream=True, estimated_prompt=1, events=Stream(events))
+    tally = Tally()
+    relay = gateway.relay(routed, tally, wants_usage=False)
     for _ in range(upto):
         await relay.__anext__()
     await relay.aclose()  # the client went away
-    return ctx, stream
+    return gateway.stream_outcome(tally, client_left=True), tally
 
 
 async def test_leaving_after_done_is_a_complete_stream() -> None:
-    ctx, stream = await _read_then_leave([CHUNK, DONE], upto=2)
-    assert ctx.status == "ok" and ctx.error_type is None and ctx.chunks == 1
-    assert stream.closed
+    outcome, tally = await _read_then_leave([CHUNK, DONE], upto=2)
+    assert outcome.status == "ok" and outcome.error_type is None and tally.chunks == 1
 
 
 async def test_leaving_before_done_is_a_cancelled_stream() -> None:
-    ctx, stream = await _read_then_leave([CHUNK, CHUNK, DONE], upto=1)
-    assert ctx.status == "cancelled" and ctx.error_type == "client_disconnected"
-    assert stream.closed
+    outcome, _ = await _read_then_leave([CHUNK, CHUNK, DONE], upto=1)
+    assert outcome.status == "cancelled" and outcome.error_type == "client_disconnected"

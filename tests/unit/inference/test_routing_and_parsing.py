@@ -10,12 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aiaas.inference.schemas import Deployment
-from aiaas.inference.service.gateway import CallContext
+from aiaas.inference.service import telemetry
+from aiaas.inference.service.calls import Caller, Outcome, Routed, Tally
 from aiaas.inference.service.requests import param_of, parse
 from aiaas.inference.service.routing import decode_state, order_deployments, retry_after_seconds
 from aiaas.inference.service.tokens import estimate_tokens
 from aiaas.kernel.errors import BadRequest
-from aiaas.kernel.security import Principal
+from aiaas.usage import api as usage_api
 
 
 def dep(name: str, *, weight: int = 1, priority: int = 0, enabled: bool = True) -> Deployment:
@@ -117,49 +118,58 @@ class TestRouting:
         assert decode_state(b'{"a":[2,0]}') == {"a": (2, 0.0)}
 
 
-class TestAccounting:
-    def _ctx(self) -> CallContext:
-        return CallContext(request_id="r", endpoint="chat.completions",
-                           principal=Principal(kind="api_key", user_id=None, org_id="o"))
+def _routed(*, admitted: bool, stream: bool = False) -> Routed:
+    caller = Caller(request_id="r", endpoint="chat.completions", org_id="o", user_id=None, key_id="k")
+    admission = usage_api.Admission(reservation_id="res", headers={}) if admitted else None
+    return Routed(caller=caller, model="m", known=True, stream=stream, estimated_prompt=4, admission=admission)
 
+
+class TestAccounting:
     def test_usage_chunk_stripped_unless_asked(self) -> None:
-        ctx = self._ctx()
+        tally = Tally()
         usage = b'data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":5,"total_tokens":7}}\n\n'
-        assert ctx.account_event(usage, wants_usage=False) is None
-        assert ctx.account_event(usage, wants_usage=True) == usage
-        assert (ctx.prompt_tokens, ctx.completion_tokens) == (2, 5)
+        assert tally.event(usage, wants_usage=False) is None
+        assert tally.event(usage, wants_usage=True) == usage
+        outcome = tally.outcome(status="ok", stream=True)
+        assert (outcome.prompt_tokens, outcome.completion_tokens, outcome.usage_given) == (2, 5, True)
 
     def test_counts_chunks_without_usage(self) -> None:
-        ctx = self._ctx()
-        ctx.stream = True
-        ctx.estimated_prompt = 4
-        ctx.admitted = True
+        tally = Tally()
         for piece in (b'{"choices":[{"delta":{"role":"assistant"}}]}', b'{"choices":[{"delta":{"content":"a"}}]}',
                       b'{"choices":[{"delta":{"content":"b"}}]}',
                       b'{"choices":[{"delta":{},"finish_reason":"length"}]}'):
-            assert ctx.account_event(b"data: " + piece + b"\n\n", wants_usage=False)
-        assert ctx.account_event(b"data: [DONE]\n\n", wants_usage=False)
-        assert ctx.account_event(b": keep-alive\n\n", wants_usage=False)
-        ctx.settle()
-        assert (ctx.prompt_tokens, ctx.completion_tokens, ctx.finish_reason) == (4, 2, "length")
+            assert tally.event(b"data: " + piece + b"\n\n", wants_usage=False)
+        assert tally.event(b"data: [DONE]\n\n", wants_usage=False)
+        assert tally.event(b": keep-alive\n\n", wants_usage=False)
+        outcome = tally.outcome(status="ok", stream=True)
+        routed = _routed(admitted=True, stream=True)
+        assert telemetry.tokens(routed, outcome) == (4, 2) and outcome.finish_reason == "length"
 
     def test_refused_before_admission_charges_nothing(self) -> None:
-        ctx = self._ctx()
-        ctx.estimated_prompt = 4
-        ctx.settle()
-        assert (ctx.prompt_tokens, ctx.completion_tokens) == (0, 0)
-        assert ctx.event().total_tokens == 0
+        routed = _routed(admitted=False)
+        outcome = Outcome.failed(BadRequest("no"))
+        assert telemetry.tokens(routed, outcome) == (0, 0)
+        ev = telemetry.event(routed, outcome)
+        assert ev.total_tokens == 0 and ev.status == "error" and ev.http_status == 400 and ev.reservation_id is None
 
     def test_body_without_usage_is_estimated(self) -> None:
-        ctx = self._ctx()
-        ctx.account_body(b'{"choices":[{"message":{"content":"12345678"},"finish_reason":"stop"}]}')
-        assert ctx.completion_tokens == 2 and ctx.finish_reason == "stop"
+        tally = Tally()
+        tally.body(b'{"choices":[{"message":{"content":"12345678"},"finish_reason":"stop"}]}')
+        outcome = tally.outcome(status="ok")
+        assert outcome.completion_tokens == 2 and outcome.finish_reason == "stop" and not outcome.usage_given
+
+    def test_an_in_band_upstream_error_makes_the_stream_an_error(self) -> None:
+        tally = Tally()
+        tally.event(b'data: {"error":{"message":"boom"}}\n\n', wants_usage=False)
+        outcome = tally.outcome(status="ok", stream=True)
+        assert (outcome.status, outcome.error_type) == ("error", "upstream_stream_error")
 
     def test_event_fields(self) -> None:
-        ctx = self._ctx()
-        ctx.model = "m"
-        ev = ctx.event()
-        assert ev.org_id == "o" and ev.status == "error" and ev.total_tokens == 0
+        routed = _routed(admitted=True)
+        ev = telemetry.event(routed, Outcome(status="ok", http_status=200, prompt_tokens=3, completion_tokens=2,
+                                             usage_given=True, finish_reason="stop"))
+        assert (ev.org_id, ev.key_id, ev.model, ev.reservation_id) == ("o", "k", "m", "res")
+        assert (ev.prompt_tokens, ev.completion_tokens, ev.total_tokens, ev.finish_reason) == (3, 2, 5, "stop")
 
 
 def test_estimate_tokens() -> None:

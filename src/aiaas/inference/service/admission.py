@@ -12,35 +12,29 @@ headers go on the response and the reservation id into ``CompletionRecorded``, s
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
-from aiaas.kernel.fastredis import PipelinedRedis
-from aiaas.kernel.redis import Keys
+from aiaas.kernel.redis import Keys, RedisClient
 from aiaas.kernel.security import Principal
 from aiaas.usage import api as usage_api
 
 Admission = usage_api.Admission
-Gate = usage_api.Gate
-GateClosed = usage_api.GateClosed
 
 
 class Admitter:
     """Admission of one process: its Redis client, key naming and the org policy store."""
 
-    def __init__(self, redis: Redis | PipelinedRedis, keys: Keys, policies: usage_api.PolicyStore) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, policies: usage_api.PolicyStore) -> None:
         self._redis = redis
         self._keys = keys
         self._policies = policies
 
     async def admit(self, *, principal: Principal, model: str, estimated_prompt_tokens: int,
-                    max_tokens: int | None, choices: int = 1, gate: Gate | None = None) -> Admission:
+                    max_tokens: int | None, choices: int = 1) -> Admission:
         """Admit (or refuse with 429/503) one request of ``principal`` for ``model``.
 
         ``estimated_prompt_tokens`` comes from ``tokens.estimate_tokens``; ``max_tokens`` is the client's
         cap on completion tokens (None when it set none: the policy's ``default_max_tokens`` is reserved),
         reserved ``choices`` times (the completions asked for, OpenAI's ``n``).
-        ``gate``: the org's model-access policy, checked in the same script (``usage_api.GateClosed``).
         """
         return await usage_api.admit(self._redis, self._keys, principal=principal, model=model,
                                      estimated_prompt_tokens=estimated_prompt_tokens, max_tokens=max_tokens,
-                                     choices=choices, policies=self._policies, gate=gate)
+                                     choices=choices, policies=self._policies)

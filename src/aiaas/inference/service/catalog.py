@@ -1,10 +1,12 @@
 """The model catalog: its rules (create, replace, delete, org access) and its Redis cache.
 
 The hot path reads the catalog from Redis only: one ``MGET`` returns the public model's entry, the
-caller's org access policy and the model's breaker state, each msgspec-encoded. PostgreSQL is read only
-on a cache miss (then the entry is written back with a TTL); a model that does not exist is cached as a
-short-lived negative entry so unknown names cannot hammer the database. Every admin change rewrites the
-affected keys after its transaction commits, so every streamer sees it on its next request.
+caller's org access policy and the model's breaker state, each msgspec-encoded (on a Redis Cluster the
+model's two keys share a hash slot and the org's policy is read from its own, in the same round trip).
+PostgreSQL is read only on a cache miss (then the entry is written back with a TTL); a model that does
+not exist is cached as a short-lived negative entry so unknown names cannot hammer the database. Every
+admin change rewrites the affected keys after its transaction commits, so every streamer sees it on its
+next request.
 
 While Redis is unreachable the hot-path reads fall back to PostgreSQL (one query per request, nothing
 written back, breakers read as closed); the warm path is unchanged, only its exceptions are caught.
@@ -18,7 +20,6 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, suppress
 
 import msgspec
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.inference import repository
@@ -33,7 +34,7 @@ from aiaas.inference.schemas import (
     OrgModelAccess,
 )
 from aiaas.kernel.errors import BadRequest, Conflict, NotFound
-from aiaas.kernel.redis import Keys, RedisUnavailable
+from aiaas.kernel.redis import Keys, RedisClient, RedisUnavailable, mget
 
 log = logging.getLogger("aiaas.inference.catalog")
 
@@ -60,7 +61,7 @@ def to_catalog_model(row: ModelRow) -> CatalogModel:
             credential_ref=d.credential_ref, weight=d.weight, priority=d.priority,
             connect_timeout=d.connect_timeout, first_byte_timeout=d.first_byte_timeout,
             chunk_timeout=d.chunk_timeout, total_timeout=d.total_timeout, context_length=d.context_length,
-            enabled=d.enabled) for d in row.deployments],
+            enabled=d.enabled, ca_bundle=d.ca_bundle) for d in row.deployments],
     )
 
 
@@ -74,7 +75,7 @@ def to_spec(model: CatalogModel) -> ModelSpec:
             base_url=d.base_url, credential_ref=d.credential_ref, weight=d.weight, priority=d.priority,
             connect_timeout=d.connect_timeout, first_byte_timeout=d.first_byte_timeout,
             chunk_timeout=d.chunk_timeout, total_timeout=d.total_timeout, context_length=d.context_length,
-            enabled=d.enabled) for d in model.deployments],
+            enabled=d.enabled, ca_bundle=d.ca_bundle) for d in model.deployments],
     )
 
 
@@ -91,7 +92,7 @@ def _deployment_rows(specs: list[DeploymentSpec]) -> list[DeploymentRow]:
         id=uuid.uuid4(), name=d.name, provider=d.provider, upstream_model=d.upstream_model, base_url=d.base_url,
         credential_ref=d.credential_ref, weight=d.weight, priority=d.priority, connect_timeout=d.connect_timeout,
         first_byte_timeout=d.first_byte_timeout, chunk_timeout=d.chunk_timeout, total_timeout=d.total_timeout,
-        context_length=d.context_length, enabled=d.enabled) for d in specs]
+        context_length=d.context_length, enabled=d.enabled, ca_bundle=d.ca_bundle) for d in specs]
 
 
 # --- rules (take a session, never commit) ---
@@ -204,44 +205,26 @@ class Lookup(msgspec.Struct, frozen=True):
     model: CatalogModel | None
     org_models: list[str] | None  # None: no org restriction
     breaker_raw: bytes | None
-    # False when the org's policy was not read here: admission checks it (``Gateway.prepare``'s gate).
-    access_read: bool = True
 
 
 class CatalogCache:
     """The catalog in Redis, filled from PostgreSQL on a miss."""
 
-    def __init__(self, redis: Redis, keys: Keys, sessions: SessionScope, *, ttl: int) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, sessions: SessionScope, *, ttl: int) -> None:
         self._redis = redis
         self._keys = keys
         self._sessions = sessions
         self._ttl = ttl
 
     def model_key(self, name: str) -> str:
-        return self._keys("inference", "model", name)
+        """The model's entry; its breaker state shares the model's hash slot (``routing.Breakers.key``)."""
+        return self._keys.tagged("inference", name, "model")
 
     def access_key(self, org_id: str) -> str:
         return self._keys("inference", "access", org_id)
 
     def index_key(self) -> str:
         return self._keys("inference", "models")
-
-    def prefetch_keys(self, name: str, breaker_key: str) -> list[str]:
-        """The keys :meth:`from_prefetched` decodes: the model's entry and its breaker state.
-
-        The streamer reads them in the same ``MGET`` as the caller's principal; the org's policy, which
-        needs the principal's org, is checked inside the admission script instead (no extra round trip).
-        """
-        return [self.model_key(name), breaker_key]
-
-    async def from_prefetched(self, name: str, values: list[bytes | None]) -> Lookup:
-        """The :class:`Lookup` of values read for :meth:`prefetch_keys` (a model miss loads PostgreSQL)."""
-        raw_model, breaker = values
-        if raw_model is None:
-            model = await self.load_model(name, fill_errors_ok=True)
-        else:
-            model = None if raw_model == _MISSING else _model_decoder.decode(raw_model)
-        return Lookup(model, None, breaker, access_read=False)
 
     async def lookup(self, name: str, org_id: str | None, breaker_key: str) -> Lookup:
         """The model, the org's policy and the breaker state in one round trip (DB only on a miss).
@@ -252,7 +235,7 @@ class CatalogCache:
         if org_id:
             keys.append(self.access_key(org_id))
         try:
-            values = await self._redis.mget(keys)
+            values = await mget(self._redis, keys)
         except RedisUnavailable as exc:
             log.debug("catalog cache unavailable (%s): reading %s from the database", type(exc).__name__, name)
             return await self._lookup_db(name, org_id)

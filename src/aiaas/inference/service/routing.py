@@ -22,11 +22,10 @@ import time
 from collections.abc import Sequence
 
 import msgspec
-from redis.asyncio import Redis
 
 from aiaas.inference.schemas import Deployment
 from aiaas.inference.service import metrics
-from aiaas.kernel.redis import RedisUnavailable
+from aiaas.kernel.redis import Keys, RedisClient, RedisUnavailable, script
 
 log = logging.getLogger("aiaas.inference.routing")
 
@@ -57,6 +56,9 @@ if next(st) == nil then redis.call('DEL', KEYS[1]) else
   redis.call('SET', KEYS[1], cjson.encode(st), 'EX', tonumber(ARGV[6])) end
 return 0
 """
+
+
+_UPDATE_SCRIPT = script(_UPDATE)
 
 
 def decode_state(raw: bytes | None) -> BreakerState:
@@ -104,23 +106,22 @@ def retry_after_seconds(deployments: Sequence[Deployment], state: BreakerState, 
 class Breakers:
     """Reads and updates breaker state in Redis for one public model at a time."""
 
-    def __init__(self, redis: Redis, key_of: object, *, failures: int, cooldown: float) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, *, failures: int, cooldown: float) -> None:
         self._redis = redis
-        self._key_of = key_of
+        self._keys = keys
         self._failures = failures
         self._cooldown = cooldown
-        self._script = redis.register_script(_UPDATE)
         self._ttl = int(max(cooldown * 20, 600))
 
     def key(self, model: str) -> str:
-        """The Redis key of ``model``'s breaker state."""
-        return self._key_of("inference", "breaker", model)  # type: ignore[operator,no-any-return]
+        """The Redis key of ``model``'s breaker state (in the model's hash slot, next to its catalog entry)."""
+        return self._keys.tagged("inference", model, "breaker")
 
     async def acquire_probe(self, model: str, dep: Deployment) -> bool:
         """Whether this request may probe a half-open deployment (one probe at a time)."""
         ms = int(max(dep.first_byte_timeout, 1.0) * 1000)
         try:
-            ok = await self._redis.set(self._key_of("inference", "probe", dep.id), b"1", nx=True, px=ms)  # type: ignore[operator]
+            ok = await self._redis.set(self._keys("inference", "probe", dep.id), b"1", nx=True, px=ms)
         except RedisUnavailable:
             return True  # no shared state to coordinate on: let this request probe
         return bool(ok)
@@ -133,13 +134,13 @@ class Breakers:
         cool-down had passed. The expiry stays as the guard against a process that dies mid-probe.
         """
         with contextlib.suppress(*RedisUnavailable):
-            await self._redis.delete(self._key_of("inference", "probe", dep.id))  # type: ignore[operator]
+            await self._redis.delete(self._keys("inference", "probe", dep.id))
 
     async def failure(self, model: str, dep: Deployment) -> None:
         """Count a failure; opens the breaker at the threshold (or re-opens a half-open one)."""
         try:
-            opened = await self._script(keys=[self.key(model)],
-                                        args=[dep.id, "fail", self._failures, time.time(), self._cooldown, self._ttl])
+            opened = await _UPDATE_SCRIPT(self._redis, [self.key(model)], dep.id, "fail", self._failures, time.time(),
+                                          self._cooldown, self._ttl)
         except RedisUnavailable:
             log.warning("breaker of %s/%s not updated: Redis unavailable", model, dep.name)
             return
@@ -153,8 +154,8 @@ class Breakers:
         if entry is None:
             return
         try:
-            await self._script(keys=[self.key(model)], args=[dep.id, "ok", self._failures, time.time(),
-                                                             self._cooldown, self._ttl])
+            await _UPDATE_SCRIPT(self._redis, [self.key(model)], dep.id, "ok", self._failures, time.time(),
+                                 self._cooldown, self._ttl)
         except RedisUnavailable:
             return
         if entry[1] > 0:
