@@ -30,7 +30,7 @@ from hypothesis import settings as hyp_settings
 from aiaas.kernel.config import Settings, load_settings
 from support import CHILD_PREFIXES, OwnRedis, env_of
 
-pytest_plugins = ["leakcheck"]
+pytest_plugins = ["leakcheck", "redis_servers", "http_proxy"]
 
 hyp_settings.register_profile("ci", max_examples=60, deadline=None,
                               suppress_health_check=[HealthCheck.function_scoped_fixture])

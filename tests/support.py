@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -26,6 +27,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_open(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def missing_tool(reason: str) -> None:
+    """Skip a test for a tool this machine lacks, or fail it when ``AIAAS_TEST_REQUIRE_TOOLS=1`` (as CI
+    sets: there a skip would hide a test that never ran)."""
+    import pytest
+
+    if os.environ.get("AIAAS_TEST_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{reason}, and AIAAS_TEST_REQUIRE_TOOLS=1 says every tool is here")
+    pytest.skip(reason)
+
+
 def wait_http(url: str, *, timeout: float = 60.0, status: int = 200) -> None:
     """Poll ``url`` until it answers ``status`` or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
@@ -40,6 +60,18 @@ def wait_http(url: str, *, timeout: float = 60.0, status: int = 200) -> None:
             last = exc
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer {status} within {timeout}s (last: {last})")
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy one direction of a TCP relay until it ends, then close the writer (asyncio streams)."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
 
 
 class TcpProxy:
@@ -69,16 +101,6 @@ class TcpProxy:
 
     async def _start(self) -> None:
         import asyncio
-
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                writer.close()
 
         async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
             try:

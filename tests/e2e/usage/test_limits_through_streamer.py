@@ -106,7 +106,7 @@ class TestQuotaThroughStreamer:
         assert all(int(exc.response.headers["retry-after"]) >= 1 for exc in refused)
         # No worker runs here, so nothing is settled: what is held is exactly what admission reserved.
         used, reserved = await usage_service.quota_usage(redis_client, Keys(settings.redis_prefix),  # type: ignore[arg-type]
-                                                         scope="org", ident=org.id, at=utcnow())
+                                                         org_id=org.id, scope="org", ident=org.id, at=utcnow())
         assert used == 0
         assert 0 < reserved <= budget
         cost = reserved // len(ok)
@@ -185,7 +185,7 @@ async def _settled(redis: Any, keys: Keys, org_id: str, *, used: int, timeout: f
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        got = await usage_service.quota_usage(redis, keys, scope="org", ident=org_id, at=utcnow())
+        got = await usage_service.quota_usage(redis, keys, org_id=org_id, scope="org", ident=org_id, at=utcnow())
         if got == (used, 0):
             return True
         await asyncio.sleep(0.05)

@@ -68,7 +68,7 @@ async def _org_used(redis_url: str, keys: Keys, org_id: str, *, used: int, timeo
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
-            got = await usage_service.quota_usage(redis, keys, scope="org", ident=org_id, at=utcnow())
+            got = await usage_service.quota_usage(redis, keys, org_id=org_id, scope="org", ident=org_id, at=utcnow())
             if got == (used, 0):
                 break
             await asyncio.sleep(0.1)
@@ -90,9 +90,9 @@ class TestPolicyWhenRedisIsDown:
         streamer = start_streamer(s)
         root = streamer.base_url.removesuffix("/v1")
         try:
-            async with httpx.AsyncClient(base_url=root, timeout=30) as http:
-                closed_sdk = sdk(streamer.base_url, closed.keys["member"].secret)
-                open_sdk = sdk(streamer.base_url, opened.keys["member"].secret)
+            async with httpx.AsyncClient(base_url=root, timeout=30) as http, \
+                    sdk(streamer.base_url, closed.keys["member"].secret) as closed_sdk, \
+                    sdk(streamer.base_url, opened.keys["member"].secret) as open_sdk:
                 # Warm: both served with limits (this also fills the caches that the outage then loses).
                 for client in (closed_sdk, open_sdk):
                     r = await _chat(client)
