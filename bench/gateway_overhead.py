@@ -1,14 +1,17 @@
-"""Gateway-added latency: the same fake upstream hit directly, through a bare proxy and through the streamer.
+"""Gateway-added latency and CPU: the same fake upstream hit directly, through a bare proxy and through the
+streamer, run as an operator runs it (``aiaas serve --role streamer``).
 
 Prints p50/p99 of non-streamed chat completions and of streaming TTFB (time to the first content event)
-at concurrency 1, interleaving the three so machine noise hits them alike. The streamer runs with a real
-API key, RBAC, admission, metrics, the access log and events on (its usage queue declared, as in a
-deployment). The bare proxy (``_bare_proxy.py``: same uvicorn and aiohttp settings, nothing else) shows
-the floor of this stack on this machine. Targets 127.0.0.1 only and stops after a bounded number of
-requests.
+at concurrency 1, interleaving every contender so machine noise hits them alike, and each streamer's CPU
+time per request. The streamer runs with a real API key, RBAC, admission, metrics, the access log and
+events on (its usage queue declared, as in a deployment). The bare proxy (``_bare_proxy.py``: same
+uvicorn and upstream client, nothing else) shows the floor of this stack on this machine.
 
-    AIAAS_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/aiaas_bench \\
-        python bench/gateway_overhead.py [--requests 2000]
+``--baseline REV`` adds the streamer of an earlier revision (exported from Git into a temporary directory,
+with its own database, Redis and broker prefixes), so "before" and "after" are measured side by side in
+one run. Targets 127.0.0.1 only and stops after a bounded number of requests.
+
+    python bench/gateway_overhead.py [--requests 2000] [--baseline REV] [--throughput SECONDS]
 """
 
 from __future__ import annotations
@@ -16,15 +19,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = b'{"model":"%s","messages":[{"role":"user","content":"hi"}]%s}'
@@ -52,16 +58,30 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000
 
 
-KEY: list[str] = [""]
+@dataclass
+class Contender:
+    """One thing measured: a URL, the model name it serves, and the process whose CPU is counted."""
+
+    name: str
+    port: int
+    model: str = "fake"
+    pid: int | None = None
+    key: str = ""
+    env: dict[str, str] = field(default_factory=dict)  # a streamer's own prefixes, cleaned up after the run
+    cpu_ms: dict[bool, float] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/chat/completions"
 
 
-async def one(session: aiohttp.ClientSession, url: str, model: str, stream: bool) -> float:
-    body = BODY % (model.encode(), b',"stream":true' if stream else b"")
+async def one(session: aiohttp.ClientSession, c: Contender, stream: bool) -> float:
+    body = BODY % (c.model.encode(), b',"stream":true' if stream else b"")
     t = time.perf_counter()
-    async with session.post(url, data=body, headers={"content-type": "application/json",
-                                                     "authorization": f"Bearer {KEY[0]}"}) as r:
+    async with session.post(c.url, data=body, headers={"content-type": "application/json",
+                                                       "authorization": f"Bearer {c.key}"}) as r:
         if r.status != 200:
-            raise RuntimeError(f"{url}: {r.status} {await r.text()}")
+            raise RuntimeError(f"{c.url}: {r.status} {await r.text()}")
         if stream:
             async for line in r.content:
                 if line.startswith(b"data: {") and b'"content"' in line:
@@ -72,34 +92,40 @@ async def one(session: aiohttp.ClientSession, url: str, model: str, stream: bool
         return time.perf_counter() - t
 
 
-async def run(n: int, upstream_port: int, bare_port: int, gateway_port: int) -> None:
-    direct = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
-    bare = f"http://127.0.0.1:{bare_port}/v1/chat/completions"
-    gateway = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
+def _cpu(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
+async def run(n: int, contenders: list[Contender]) -> None:
+    direct = contenders[0]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as s:
         for stream in (False, True):
-            for _ in range(200):  # warm every path (and the gateway's caches)
-                await one(s, direct, "fake", stream)
-                await one(s, bare, "fake", stream)
-                await one(s, gateway, "bench/fake", stream)
-            d: list[float] = []
-            b: list[float] = []
-            g: list[float] = []
+            for _ in range(200):  # warm every path (and the gateways' caches)
+                for c in contenders:
+                    await one(s, c, stream)
+            times: dict[str, list[float]] = {c.name: [] for c in contenders}
+            cpu0 = {c.name: _cpu(c.pid) for c in contenders}
             for _ in range(n):
-                d.append(await one(s, direct, "fake", stream))
-                b.append(await one(s, bare, "fake", stream))
-                g.append(await one(s, gateway, "bench/fake", stream))
+                for c in contenders:
+                    times[c.name].append(await one(s, c, stream))
+            for c in contenders:
+                c.cpu_ms[stream] = (_cpu(c.pid) - cpu0[c.name]) / n * 1000
+            d = times[direct.name]
             label = "streaming TTFB" if stream else "non-streamed latency"
-            print(f"\n{label} over {n} requests at concurrency 1 (ms)")
-            print(f"{'':22}{'p50':>9}{'p99':>9}{'mean':>9}")
-            for name, xs in (("direct", d), ("bare proxy", b), ("gateway", g)):
-                print(f"{name:22}{pct(xs, .5):9.3f}{pct(xs, .99):9.3f}{statistics.mean(xs) * 1000:9.3f}")
-            for name, xs in (("added by bare proxy", b), ("added by gateway", g)):
-                print(f"{name:22}{pct(xs, .5) - pct(d, .5):9.3f}{pct(xs, .99) - pct(d, .99):9.3f}"
-                      f"{(statistics.mean(xs) - statistics.mean(d)) * 1000:9.3f}")
+            print(f"\n{label} over {n} requests at concurrency 1 (ms; CPU: the server process's user + system)")
+            print(f"{'':26}{'p50':>9}{'p99':>9}{'mean':>9}{'added p50':>11}{'added p99':>11}{'CPU/req':>9}")
+            for c in contenders:
+                xs = times[c.name]
+                added = "" if c is direct else f"{pct(xs, .5) - pct(d, .5):11.3f}{pct(xs, .99) - pct(d, .99):11.3f}"
+                cpu = f"{c.cpu_ms[stream]:9.3f}" if c.pid is not None else ""
+                print(f"{c.name:26}{pct(xs, .5):9.3f}{pct(xs, .99):9.3f}{statistics.mean(xs) * 1000:9.3f}"
+                      f"{added or ' ' * 22}{cpu}")
 
 
-async def throughput(url: str, model: str, clients: int, seconds: float) -> tuple[float, int]:
+async def throughput(c: Contender, clients: int, seconds: float) -> tuple[float, int]:
     """Non-streamed requests per second with ``clients`` concurrent keep-alive connections, and failures."""
     done = failed = 0
     stop = time.perf_counter() + seconds
@@ -108,7 +134,7 @@ async def throughput(url: str, model: str, clients: int, seconds: float) -> tupl
         nonlocal done, failed
         while time.perf_counter() < stop:
             try:
-                await one(s, url, model, False)
+                await one(s, c, False)
                 done += 1
             except RuntimeError:
                 failed += 1
@@ -119,51 +145,89 @@ async def throughput(url: str, model: str, clients: int, seconds: float) -> tupl
         return done / (time.perf_counter() - started), failed
 
 
+def _export(rev: str) -> Path:
+    """The source tree of ``rev`` in a temporary directory (``git archive``: no work tree is touched)."""
+    target = Path(tempfile.mkdtemp(prefix="aiaas-baseline-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def _streamer(label: str, tree: Path, up_port: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Contender]:
+    """Seed a database of its own for ``tree``'s code, then ``aiaas serve --role streamer`` from it."""
+    port = free_port()
+    tag = f"{label}-{os.getpid()}"
+    own = {**env, "PYTHONPATH": str(tree / "src"), "AIAAS_STREAMER_PORT": str(port),
+           "AIAAS_LOCAL_MODEL_ENABLED": "false", "AIAAS_REDIS_PREFIX": f"bench-{tag}:",
+           "AIAAS_BROKER_PREFIX": f"bench-{tag}.",
+           "AIAAS_DATABASE_URL": env["AIAAS_DATABASE_URL"].rsplit("/", 1)[0] + f"/aiaas_bench_{label}"}
+    key_file = Path(tempfile.mkdtemp()) / "key"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "_seed_for_bench.py"), f"http://127.0.0.1:{up_port}/v1",
+                    str(key_file)], env=own, check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "aiaas", "serve", "--role", "streamer"], env=own,
+                            stdout=subprocess.DEVNULL)
+    wait(port)
+    return proc, Contender(f"gateway ({label})", port, "bench/fake", proc.pid, key_file.read_text().strip(), own)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--baseline", metavar="REV", help="also run the streamer of this Git revision, side by side")
     ap.add_argument("--throughput", type=float, default=0, metavar="SECONDS",
-                    help="also measure requests/s through the gateway at --clients connections (at most 60 s)")
+                    help="also measure requests/s through each gateway at --clients connections (at most 60 s)")
     ap.add_argument("--clients", type=int, default=32)
     args = ap.parse_args()
     n = max(10, min(args.requests, 20_000))
-    up_port, bare_port, gw_port = free_port(), free_port(), free_port()
+    up_port, bare_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT / 'src'}", "AIAAS_LOG_LEVEL": "WARNING"}
     env.setdefault("AIAAS_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/aiaas_bench")
-    # The run's own Redis and broker prefixes, cleaned up afterwards. Nothing settles the run's quota
-    # reservations (no worker runs here), and carried over from run to run they would make later runs
-    # slower than production; the streamer declares its usage queue, as in a deployment.
-    env.setdefault("AIAAS_REDIS_PREFIX", f"bench-{os.getpid()}:")
-    env.setdefault("AIAAS_BROKER_PREFIX", f"bench-{os.getpid()}.")
-    upstream = subprocess.Popen([sys.executable, "-c", (
-        f"import time, fake_upstream as f; f.FakeUpstream({up_port}).start(); time.sleep(3600)")], env=env)
-    bare = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_bare_proxy.py"), str(bare_port),
-                             f"http://127.0.0.1:{up_port}/v1"], env=env)
-    key_file = Path(tempfile.mkdtemp()) / "key"
-    gw = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_streamer_for_bench.py"), str(gw_port),
-                           f"http://127.0.0.1:{up_port}/v1", str(key_file)], env=env, stdout=subprocess.DEVNULL)
+    procs: list[subprocess.Popen[bytes]] = []
+    trees: list[Path] = []
+    prefixes: list[dict[str, str]] = []
     try:
+        procs.append(subprocess.Popen([sys.executable, "-c", (
+            f"import time, fake_upstream as f; f.FakeUpstream({up_port}).start(); time.sleep(3600)")], env=env))
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench" / "_bare_proxy.py"), str(bare_port),
+                                       f"http://127.0.0.1:{up_port}/v1"], env=env))
         wait(up_port)
         wait(bare_port)
-        wait(gw_port)
-        KEY[0] = key_file.read_text().strip()
-        asyncio.run(run(n, up_port, bare_port, gw_port))
+        contenders = [Contender("direct", up_port), Contender("bare proxy", bare_port, pid=procs[1].pid)]
+        if args.baseline:
+            trees.append(_export(args.baseline))
+            proc, c = _streamer(f"baseline-{args.baseline[:10]}", trees[-1], up_port, env)
+            procs.append(proc)
+            contenders.append(c)
+            prefixes.append(c.env)
+        proc, c = _streamer("this-tree", ROOT, up_port, env)
+        procs.append(proc)
+        contenders.append(c)
+        prefixes.append(c.env)
+        asyncio.run(run(n, contenders))
         if args.throughput > 0:
             clients, seconds = max(1, min(args.clients, 256)), min(args.throughput, 60.0)
-            for name, port, model in (("direct", up_port, "fake"), ("gateway", gw_port, "bench/fake")):
-                rps, failed = asyncio.run(throughput(f"http://127.0.0.1:{port}/v1/chat/completions", model,
-                                                     clients, seconds))
-                print(f"\nthroughput {name}: {rps:.0f} non-streamed requests/s at {clients} connections"
+            for c in contenders:
+                if c.name == "bare proxy":
+                    continue
+                rps, failed = asyncio.run(throughput(c, clients, seconds))
+                print(f"\nthroughput {c.name}: {rps:.0f} non-streamed requests/s at {clients} connections"
                       f" over {seconds:.0f} s ({failed} failed)")
     finally:
-        for p in (gw, bare, upstream):
+        for p in reversed(procs):
             p.terminate()
-            p.wait(10)
-        asyncio.run(clean_up(env))
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for t in trees:
+            shutil.rmtree(t, ignore_errors=True)
+        for own in prefixes:
+            asyncio.run(clean_up(own))
 
 
 async def clean_up(env: dict[str, str]) -> None:
-    """Delete the run's Redis keys, queues and exchanges (the events of the run are not consumed)."""
+    """Delete one streamer's Redis keys, queues and exchanges (the events of the run are not consumed)."""
     import aio_pika
     from redis.asyncio import Redis
 

@@ -1,16 +1,20 @@
-"""Runs the streamer for bench/gateway_overhead.py: migrates and seeds a bench database, issues a real
-API key (written to the file named by the third argument), then serves with key auth and RBAC on."""
+"""Prepares a streamer for bench/gateway_overhead.py: migrates the bench database, puts the model
+``bench/fake`` (pointing at the fake upstream) in the catalog and issues a real API key, written to the file
+named by the second argument. The streamer itself is then run as an operator runs it (``aiaas serve``).
+
+Only long-standing service calls are used, so a checkout of an earlier revision can run this file too
+(``--baseline`` of gateway_overhead.py runs it with that checkout's code).
+
+    python bench/_seed_for_bench.py UPSTREAM_BASE_URL KEY_FILE
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
 import msgspec
-import uvicorn
 
-from aiaas.entrypoints import streamer
 from aiaas.entrypoints.bootstrap import Container
 from aiaas.entrypoints.migrate import migrate
 from aiaas.entrypoints.setup import bootstrap
@@ -18,7 +22,6 @@ from aiaas.inference.schemas import DeploymentSpec, ModelSpec, ModelUpdate
 from aiaas.inference.service import catalog
 from aiaas.kernel.config import load_settings
 from aiaas.kernel.errors import Conflict
-from aiaas.kernel.http import RequestContext
 
 
 async def seed(settings: object, upstream: str) -> None:
@@ -39,7 +42,7 @@ async def seed(settings: object, upstream: str) -> None:
 
 
 def main() -> None:
-    port, upstream, key_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    upstream, key_file = sys.argv[1], sys.argv[2]
     settings = msgspec.structs.replace(load_settings(), local_model_enabled=False)
     migrate(settings)
     asyncio.run(seed(settings, upstream))
@@ -47,12 +50,6 @@ def main() -> None:
                                  org_name="bench", new_key=True))
     with open(key_file, "w") as f:
         f.write(made.api_key or "")
-    container = Container(settings, role="streamer")
-    if os.environ.get("BENCH_NO_EVENTS"):  # to measure what publishing costs the loop
-        container.publisher.emit = lambda *_: None  # type: ignore[method-assign]
-    app = RequestContext(streamer.create_app(container), role="streamer", access_log=settings.access_log)
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", log_config=None,
-                access_log=False)
 
 
 if __name__ == "__main__":
