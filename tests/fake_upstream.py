@@ -5,6 +5,8 @@ Behaviour is chosen by the upstream model name the gateway sends (the deployment
 - ``fake`` (anything else): a normal answer; streams send a role chunk, three content chunks, a finish
   chunk, the usage chunk when ``stream_options.include_usage`` is set, then ``[DONE]``;
 - ``no-usage``: like ``fake`` but never reports usage;
+- ``cached-reasoning``: like ``fake``, its usage also reporting 4 of the 7 prompt tokens as cached
+  (``prompt_tokens_details``) and 2 of the completion tokens as reasoning (``completion_tokens_details``);
 - ``slow-first-byte``: waits ``slow_seconds`` before answering;
 - ``error-500`` / ``rate-limit`` / ``bad-request``: answers 500 / 429 / 400 with an OpenAI error body;
 - ``leaky-400``: answers 400 with an HTML body that is not OpenAI's error shape (and names a secret);
@@ -103,7 +105,11 @@ class FakeUpstream:
             return await self._error(400)
         if model == "slow-first-byte":
             await asyncio.sleep(self.slow_seconds)
-        usage = {"prompt_tokens": 7, "completion_tokens": len(CONTENT), "total_tokens": 7 + len(CONTENT)}
+        usage: dict[str, Any] = {"prompt_tokens": 7, "completion_tokens": len(CONTENT),
+                                 "total_tokens": 7 + len(CONTENT)}
+        if model == "cached-reasoning":
+            usage["prompt_tokens_details"] = {"cached_tokens": 4, "audio_tokens": 0}
+            usage["completion_tokens_details"] = {"reasoning_tokens": 2, "audio_tokens": 0}
         if not body.get("stream"):
             self.served += 1
             text = "".join(CONTENT)

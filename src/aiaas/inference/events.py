@@ -16,9 +16,14 @@ class CompletionRecorded(Event, frozen=True, kw_only=True):
 
     Published after the response has been sent, exactly once per request; ``event_id`` makes every
     consumer idempotent. Tokens are the upstream's usage when it reported one, otherwise counted.
+
+    Schema 2 added ``cached_prompt_tokens`` (part of ``prompt_tokens``) and ``reasoning_tokens`` (part of
+    ``completion_tokens``), both 0 when the upstream did not report them: a schema-1 consumer ignores the
+    new fields (unknown fields are skipped), and a schema-1 event decodes here with both at 0.
     """
 
     routing_key: ClassVar[str] = "completion.recorded"
+    schema_version: int = 2
 
     request_id: str
     org_id: str
@@ -40,3 +45,5 @@ class CompletionRecorded(Event, frozen=True, kw_only=True):
     stream: bool = False
     reservation_id: str | None = None
     started_at: dt.datetime | None = None
+    cached_prompt_tokens: int = 0
+    reasoning_tokens: int = 0

@@ -94,10 +94,33 @@ class EmbeddingRequest(msgspec.Struct, kw_only=True):
 # --- what the gateway peeks at in upstream responses (unknown fields are skipped while decoding) ---
 
 
+class PromptTokensDetails(msgspec.Struct, kw_only=True):
+    cached_tokens: int = 0
+
+
+class CompletionTokensDetails(msgspec.Struct, kw_only=True):
+    reasoning_tokens: int = 0
+
+
 class Usage(msgspec.Struct, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    # Some upstreams send ``null`` for these; either way only the counts inside matter.
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens the upstream served from its prompt cache (part of ``prompt_tokens``)."""
+        d = self.prompt_tokens_details
+        return d.cached_tokens if d is not None else 0
+
+    @property
+    def reasoning_tokens(self) -> int:
+        """Completion tokens spent on reasoning (part of ``completion_tokens``)."""
+        d = self.completion_tokens_details
+        return d.reasoning_tokens if d is not None else 0
 
 
 class ContentPeek(msgspec.Struct, kw_only=True):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from aiaas.inference.providers.base import EventStream, UpstreamReply
-from aiaas.inference.schemas import ResponsePeek
+from aiaas.inference.schemas import ResponsePeek, Usage
 from aiaas.inference.service.tokens import estimate_tokens
 from aiaas.kernel.errors import AppError
 from aiaas.kernel.events import utcnow
@@ -94,6 +94,8 @@ class Outcome:
     http_status: int
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # of prompt_tokens, as the upstream reported them
+    reasoning_tokens: int = 0  # of completion_tokens, as the upstream reported them
     usage_given: bool = False  # the upstream reported usage (else the counts are estimates)
     finish_reason: str | None = None
     error_type: str | None = None
@@ -115,18 +117,28 @@ class Outcome:
 class Tally:
     """Counts one response's usage as its body or events pass (owned by the stage relaying them)."""
 
-    __slots__ = ("chunks", "completion_tokens", "finish_reason", "prompt_tokens", "saw_done", "stream_error",
-                 "stream_failure", "usage_given")
+    __slots__ = ("cached_prompt_tokens", "chunks", "completion_tokens", "finish_reason", "prompt_tokens",
+                 "reasoning_tokens", "saw_done", "stream_error", "stream_failure", "usage_given")
 
     def __init__(self) -> None:
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.cached_prompt_tokens = 0
+        self.reasoning_tokens = 0
         self.usage_given = False
         self.chunks = 0
         self.finish_reason: str | None = None
         self.saw_done = False
         self.stream_error = False  # the upstream sent an in-band error event
         self.stream_failure: str | None = None  # the upstream's stream broke off (a failure kind)
+
+    def _usage(self, usage: Usage) -> None:
+        self.usage_given = True
+        self.prompt_tokens = usage.prompt_tokens
+        self.completion_tokens = usage.completion_tokens
+        # A detail can never exceed the count it is part of, whatever an upstream says.
+        self.cached_prompt_tokens = min(max(usage.cached_tokens, 0), usage.prompt_tokens)
+        self.reasoning_tokens = min(max(usage.reasoning_tokens, 0), usage.completion_tokens)
 
     def body(self, body: bytes) -> None:
         """Usage and finish reason of a whole response body."""
@@ -135,9 +147,7 @@ class Tally:
         except msgspec.DecodeError:
             return
         if peek.usage is not None:
-            self.usage_given = True
-            self.prompt_tokens = peek.usage.prompt_tokens
-            self.completion_tokens = peek.usage.completion_tokens
+            self._usage(peek.usage)
         for c in peek.choices or ():
             if c.finish_reason:
                 self.finish_reason = c.finish_reason
@@ -161,9 +171,7 @@ class Tally:
             self.stream_error = True
         choices = peek.choices
         if peek.usage is not None:
-            self.usage_given = True
-            self.prompt_tokens = peek.usage.prompt_tokens
-            self.completion_tokens = peek.usage.completion_tokens
+            self._usage(peek.usage)
             if not choices and not wants_usage:
                 return None
         for c in choices or ():
@@ -181,4 +189,6 @@ class Tally:
             status, error_type = "error", "upstream_stream_error"
         return Outcome(status=status, http_status=http_status, prompt_tokens=self.prompt_tokens,
                        completion_tokens=completion, usage_given=self.usage_given,
+                       cached_prompt_tokens=self.cached_prompt_tokens if self.usage_given else 0,
+                       reasoning_tokens=self.reasoning_tokens if self.usage_given else 0,
                        finish_reason=self.finish_reason, error_type=error_type)

@@ -38,6 +38,8 @@ def event(routed: Routed, outcome: Outcome) -> CompletionRecorded:
         request_id=c.request_id, org_id=c.org_id, user_id=c.user_id, key_id=c.key_id, endpoint=c.endpoint,
         model=routed.model, deployment=up.deployment if up else None, provider=up.provider if up else None,
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+        cached_prompt_tokens=outcome.cached_prompt_tokens if outcome.usage_given else 0,
+        reasoning_tokens=outcome.reasoning_tokens if outcome.usage_given else 0,
         ttfb_ms=round(up.ttfb * 1000, 3) if up else None, latency_ms=round((outcome.ended - c.started) * 1000, 3),
         status=outcome.status, http_status=outcome.http_status, finish_reason=outcome.finish_reason,
         error_type=outcome.error_type, stream=routed.stream,
