@@ -11,6 +11,7 @@ from prometheus_client import Gauge
 
 from aiaas.entrypoints.bootstrap import Container, bounded, cancel_bounded
 from aiaas.kernel.web import make_app
+from aiaas.usage import api as usage_api
 
 log = logging.getLogger("aiaas.worker")
 
@@ -112,17 +113,65 @@ class PeriodicJobs:
             await bounded(f"final run of {job.__name__}", job(), 10)
 
 
+class LedgerMaintenance:
+    """Keeps the usage ledger's monthly partitions: this month's and the next are made at start and daily,
+    and with ``AIAAS_USAGE_LEDGER_RETENTION_DAYS`` the months wholly older than it are dropped.
+
+    Every worker runs it; the runs take turns on a PostgreSQL advisory lock and a second one finds nothing
+    to do. A failed run (PostgreSQL away, the ledger's lock busy) is tried again after ``retry`` seconds.
+    """
+
+    def __init__(self, container: Container, *, interval: float = 86_400.0, retry: float = 60.0) -> None:
+        self.container = container
+        self.interval = interval
+        self.retry = retry
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the loop; its first run is at once."""
+        self._task = asyncio.create_task(self._loop(), name="aiaas-usage-ledger-partitions")
+
+    async def run_once(self) -> None:
+        """Create the missing partitions, then drop the expired ones (each in its own transaction)."""
+        db = self.container.db
+        async with db.unit_of_work("usage") as session:
+            await usage_api.ensure_ledger_partitions(session)
+        retention = self.container.settings.usage_ledger_retention_days
+        if retention is not None:
+            async with db.unit_of_work("usage") as session:
+                await usage_api.drop_expired_partitions(session, retention_days=retention)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+                delay = self.interval
+            except Exception:
+                log.warning("ledger partition maintenance failed; retrying in %.0fs", self.retry, exc_info=True)
+                delay = min(self.retry, self.interval)
+            await asyncio.sleep(delay)
+
+    async def stop(self) -> None:
+        """Cancel the loop (a run in progress rolls back; the next start does it again)."""
+        await cancel_bounded("ledger partition maintenance", self._task)
+        self._task = None
+
+
 def create_app(container: Container) -> Litestar:
-    """The worker's HTTP app: observability only; consumers and periodic jobs start with it and stop with it."""
+    """The worker's HTTP app: observability only; consumers, periodic jobs and the ledger's partition
+    maintenance start with it and stop with it."""
     runtime = ConsumerRuntime(container)
     jobs = PeriodicJobs(container)
+    ledger = LedgerMaintenance(container)
 
     async def start() -> None:
         await container.start()
         await runtime.start()
         await jobs.start()
+        await ledger.start()
 
     async def stop() -> None:
+        await ledger.stop()
         await jobs.stop()
         await runtime.stop()
         await container.stop()

@@ -113,6 +113,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     usage_redis_failure_mode: Literal["open", "closed"] = "closed"
     usage_ledger_batch_size: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 200
     usage_consumer_prefetch: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 512
+    # Days of usage ledger rows to keep (whole months are dropped once wholly older); None keeps forever.
+    usage_ledger_retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
     def database_url_for(self, context: str) -> str:
         """The database URL of one bounded context: its own override, else the shared one."""

@@ -7,8 +7,18 @@ The streamer calls, before the upstream call::
                                       policies=policies)   # PolicyStore, built once per process
     # put admission.headers on the response; put admission.reservation_id into CompletionRecorded
 
-and publishes one ``CompletionRecorded`` per request afterwards; the worker settles it. Functions here
-return frozen Structs, never ORM rows.
+and publishes one ``CompletionRecorded`` per request afterwards; the worker settles it. The worker also
+keeps the ledger's monthly partitions, each in a unit of work of ``usage``::
+
+    await usage_api.ensure_ledger_partitions(session)          # at start and daily: this month and the next
+    await usage_api.drop_expired_partitions(session, retention_days=settings.usage_ledger_retention_days)
+
+The read side (``analytics``) rebuilds its projections from the ledger::
+
+    async for event in usage_api.replay_completions(session, since=start, org_id=org):  # oldest first
+        ...
+
+Functions here return frozen Structs, never ORM rows.
 """
 
 from __future__ import annotations
@@ -19,9 +29,10 @@ from aiaas.kernel.redis import Keys, RedisClient
 from aiaas.kernel.security import Principal
 from aiaas.usage import service
 from aiaas.usage.schemas import Admission, UsagePolicy
-from aiaas.usage.service import PolicyStore
+from aiaas.usage.service import PolicyStore, drop_expired_partitions, ensure_ledger_partitions, replay_completions
 
-__all__ = ["Admission", "PolicyStore", "UsagePolicy", "admit", "ready_state"]
+__all__ = ["Admission", "PolicyStore", "UsagePolicy", "admit", "drop_expired_partitions", "ensure_ledger_partitions",
+           "ready_state", "replay_completions"]
 
 
 async def admit(

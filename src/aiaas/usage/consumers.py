@@ -2,7 +2,8 @@
 
 RabbitMQ delivers up to ``prefetch`` messages at once, each to its own handler task. Every handler
 decodes its event and joins the current batch; the batch is written in **one transaction** (one
-``INSERT ... ON CONFLICT (event_id) DO NOTHING``) when it is full or ``max_wait`` has passed, then the
+``INSERT ... ON CONFLICT (event_id, occurred_at) DO NOTHING``; a row whose month has no ledger partition
+yet gets it, and the insert is tried once more) when it is full or ``max_wait`` has passed, then the
 TPM corrections and quota settlements run in Redis (idempotent per event id), and only then do the
 handlers return so the broker acks their messages. A crash anywhere before that leaves the messages
 unacked: RabbitMQ redelivers them and the event-id key makes the second pass change nothing.

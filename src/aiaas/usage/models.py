@@ -16,8 +16,11 @@ Base = context_base("usage")
 class RequestRecord(Base):
     """The usage ledger: one row per inference request, keyed by the event id that reported it.
 
-    The primary key on ``event_id`` is what makes the consumer idempotent: a redelivered, replayed or
-    duplicated event hits ``ON CONFLICT (event_id) DO NOTHING``.
+    Partitioned by month of ``occurred_at`` (one partition ``requests_YYYYMM`` per UTC calendar month,
+    created by ``repository.ensure_partitions``), so retention drops whole months instead of deleting rows.
+    PostgreSQL requires the partition key in every unique constraint, hence the primary key
+    ``(event_id, occurred_at)``: an event's ``occurred_at`` never changes, so a redelivered, replayed or
+    duplicated event still hits ``ON CONFLICT (event_id, occurred_at) DO NOTHING``.
     """
 
     __tablename__ = "requests"
@@ -34,6 +37,9 @@ class RequestRecord(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)
     total_tokens: Mapped[int] = mapped_column(Integer)
+    # Parts of prompt_tokens and completion_tokens (CompletionRecorded schema 2); 0 when not reported.
+    cached_prompt_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
     ttfb_ms: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(32))
@@ -43,13 +49,14 @@ class RequestRecord(Base):
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
     reservation_id: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
         # The listing: an org's requests, newest first, with the cursor (occurred_at, event_id).
         Index("ix_requests_org_time", "org_id", "occurred_at", "event_id"),
         Index("ix_requests_org_key_time", "org_id", "key_id", "occurred_at"),
+        {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
 
 

@@ -1,5 +1,5 @@
-"""Business rules of metering, in four parts: Redis keys, admission and settlement, the ledger, org
-policies. Callers use the names re-exported here."""
+"""Business rules of metering, in five parts: Redis keys, admission and settlement, the ledger, its
+partitions and retention, org policies. Callers use the names re-exported here."""
 
 from __future__ import annotations
 
@@ -25,9 +25,16 @@ from aiaas.usage.service.ledger import (
     ledger_row,
     list_usage,
     record_completions,
+    replay_completions,
     validate_filter,
 )
 from aiaas.usage.service.policies import PolicyStore, SessionFactory, get_policy, put_policy
+from aiaas.usage.service.retention import (
+    PARTITIONS_DROPPED,
+    drop_expired_partitions,
+    ensure_ledger_partitions,
+    ensure_partitions_for,
+)
 
 __all__ = [
     "ADMISSIONS",
@@ -35,6 +42,7 @@ __all__ = [
     "HEALTH",
     "MAX_ADMITTED_TOKENS",
     "MAX_CHOICES",
+    "PARTITIONS_DROPPED",
     "RESERVATION_TTL_MS",
     "SETTLED_MARKER_TTL_MS",
     "LimiterHealth",
@@ -44,7 +52,10 @@ __all__ = [
     "admit",
     "csv_row",
     "decode_cursor",
+    "drop_expired_partitions",
     "encode_cursor",
+    "ensure_ledger_partitions",
+    "ensure_partitions_for",
     "export_usage",
     "get_policy",
     "ledger_row",
@@ -55,6 +66,7 @@ __all__ = [
     "quota_keys",
     "quota_usage",
     "record_completions",
+    "replay_completions",
     "settle",
     "validate_filter",
     "window_keys",

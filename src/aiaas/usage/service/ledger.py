@@ -20,6 +20,7 @@ from aiaas.usage.schemas import (
     UsagePage,
     UsageRecord,
 )
+from aiaas.usage.service.retention import ensure_partitions_for
 
 
 class PermanentEventError(ValueError):
@@ -54,6 +55,8 @@ def ledger_row(ev: CompletionRecorded) -> dict[str, Any]:
         "prompt_tokens": ev.prompt_tokens,
         "completion_tokens": ev.completion_tokens,
         "total_tokens": ev.total_tokens,
+        "cached_prompt_tokens": ev.cached_prompt_tokens,
+        "reasoning_tokens": ev.reasoning_tokens,
         "ttfb_ms": ev.ttfb_ms,
         "latency_ms": ev.latency_ms,
         "status": ev.status[:32],
@@ -68,12 +71,27 @@ def ledger_row(ev: CompletionRecorded) -> dict[str, Any]:
 
 
 async def record_completions(session: AsyncSession, events: Sequence[CompletionRecorded]) -> int:
-    """Add events to the ledger (duplicates by event id are skipped); returns how many rows were new."""
+    """Add events to the ledger (duplicates by event id are skipped); returns how many rows were new.
+
+    A row whose month has no partition yet (an event from long ago, or from a clock far ahead) is not
+    lost: the insert is retried once after the partitions of the batch's months are created.
+    """
     rows: dict[uuid.UUID, dict[str, Any]] = {}
     for ev in events:
         row = ledger_row(ev)
         rows.setdefault(row["event_id"], row)  # the same event twice in one batch: keep one
-    return await repository.insert_requests(session, list(rows.values()))
+    batch = list(rows.values())
+    if not batch:
+        return 0
+    try:
+        # A savepoint, so a refused insert leaves the caller's transaction usable for the retry.
+        async with session.begin_nested():
+            return await repository.insert_requests(session, batch)
+    except Exception as exc:
+        if not repository.is_missing_partition(exc):
+            raise
+    await ensure_partitions_for(session, [r["occurred_at"] for r in batch])
+    return await repository.insert_requests(session, batch)
 
 
 def _record(row: RequestRecord) -> UsageRecord:
@@ -163,3 +181,24 @@ async def export_usage(session: AsyncSession, flt: UsageFilter) -> AsyncIterator
     validate_filter(flt)
     async for row in repository.stream_requests(session, flt):
         yield _record(row)
+
+
+def _event(row: RequestRecord) -> CompletionRecorded:
+    return CompletionRecorded(
+        event_id=str(row.event_id), occurred_at=row.occurred_at, traceparent=None, request_id=row.request_id,
+        org_id=str(row.org_id), user_id=str(row.user_id) if row.user_id else None,
+        key_id=str(row.key_id) if row.key_id else None, endpoint=row.endpoint, model=row.model,
+        deployment=row.deployment, provider=row.provider, prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens, total_tokens=row.total_tokens,
+        cached_prompt_tokens=row.cached_prompt_tokens, reasoning_tokens=row.reasoning_tokens, ttfb_ms=row.ttfb_ms,
+        latency_ms=row.latency_ms, status=row.status, http_status=row.http_status, finish_reason=row.finish_reason,
+        error_type=row.error_type, stream=row.stream, reservation_id=row.reservation_id, started_at=row.started_at)
+
+
+async def replay_completions(session: AsyncSession, *, since: dt.datetime | None = None,
+                             org_id: str | None = None, batch: int = 2000) -> AsyncIterator[CompletionRecorded]:
+    """The ledger's requests (of one org, from ``since`` on) as the completion events that reported them,
+    oldest first: what a read side rebuilds its projections from."""
+    async for row in repository.stream_all(session, since=since, org_id=uuid.UUID(org_id) if org_id else None,
+                                           batch=batch):
+        yield _event(row)
