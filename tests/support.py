@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aiaas.kernel.config import Settings
@@ -195,3 +195,23 @@ def env_of(settings: Settings) -> dict[str, str]:
         if value is not None:
             env[f"AIAAS_{field.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
+
+
+async def dead_lettered(container: Any, queue: str, message_id: str) -> bool:
+    """Whether the dead-letter queue ``queue`` (without the broker prefix) gets ``message_id`` within a
+    few seconds; the messages read are acked (the test owns its queues)."""
+    conn = await container.broker.connect()
+    ch = await conn.channel()
+    try:
+        dlq = await ch.declare_queue(f"{container.settings.broker_prefix}{queue}", durable=True)
+        for _ in range(50):
+            msg = await dlq.get(timeout=5, fail=False)
+            if msg is None:
+                await asyncio.sleep(0.1)
+                continue
+            await msg.ack()
+            if msg.message_id == message_id:
+                return True
+        return False
+    finally:
+        await ch.close()

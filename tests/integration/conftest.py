@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -48,3 +49,26 @@ async def role_client(request: pytest.FixtureRequest, settings: Settings) -> Asy
     """Each HTTP role's app in turn."""
     async for c in _client(request.param, settings):
         yield c
+
+
+@pytest.fixture
+async def running_worker(settings: Settings) -> AsyncIterator[Container]:
+    """A worker's container with its consumers running (in this process), stopped after the test."""
+    from aiaas.entrypoints.worker import ConsumerRuntime
+
+    container = Container(settings, role="worker")
+    await container.start()
+    runtime = ConsumerRuntime(container)
+    await runtime.start()
+    # Every subscription consuming (its queue declared) before the test publishes: an event published to an
+    # exchange no queue is bound to yet is dropped. Bounded generously for a loaded machine.
+    wanted = len(container.subscriptions())
+    for _ in range(600):
+        if len(runtime._stops) >= wanted:
+            break
+        await asyncio.sleep(0.05)
+    assert len(runtime._stops) >= wanted, "the worker's consumers did not start within 30 s"
+    yield container
+    await runtime.stop()
+    await container.stop()
+

@@ -526,6 +526,8 @@ class Sweep:
         key = f"{op.method} {op.path}"
         bodies: dict[str, Callable[[], dict[str, Any]]] = {
             "put /v1/admin/model-access/{org_id}": lambda: {"models": None},
+            "post /v1/admin/prices": lambda: {"model": f"sec-hostile/{uuid.uuid4().hex[:12]}", "input_per_mtok": "1",
+                                              "output_per_mtok": "2"},
             "post /v1/admin/models": lambda: {"name": f"sec-hostile/{uuid.uuid4().hex[:12]}", "owned_by": "sec",
                                               "capabilities": ["chat"], "deployments": [self.deployment()]},
             "put /v1/admin/models/{name}": lambda: {"owned_by": "sec", "capabilities": ["chat"],

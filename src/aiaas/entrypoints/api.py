@@ -8,6 +8,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aiaas.analytics import http as analytics_http
 from aiaas.auth import api as auth_api
 from aiaas.auth import http as auth_http
 from aiaas.entrypoints.bootstrap import Container, dependencies
@@ -53,11 +54,13 @@ def create_app(container: Container) -> Litestar:
     deps["usage_session"] = Provide(container.session_provider("usage"))
     deps["usage_sessions"] = Provide(lambda: container.session_factory("usage"), sync_to_thread=False)
     deps["usage_policies"] = Provide(lambda: policies, sync_to_thread=False)
+    deps["analytics_session"] = Provide(container.session_provider("analytics"))
     deps["member_roles"] = Provide(_member_roles, sync_to_thread=False)
     return make_app(
         role="api",
         settings=container.settings,
-        route_handlers=[*auth_http.ROUTERS, *orgs_http.ROUTERS, CatalogAdminController, *usage_http.ROUTES],
+        route_handlers=[*auth_http.ROUTERS, *orgs_http.ROUTERS, CatalogAdminController, *usage_http.ROUTES,
+                       *analytics_http.ROUTES],
         checks=container.checks("api"),
         title="aiaas management API",
         description=DESCRIPTION,

@@ -128,7 +128,12 @@ class Container:
             async with self.db.unit_of_work("auth") as session:
                 await auth_api.flush_last_used(session, self.redis, self.keys)
 
-        return [(self.settings.last_used_flush_seconds, flush_last_used)]
+        async def projection_staleness() -> None:
+            from aiaas.analytics.consumers import report_staleness
+
+            await report_staleness(self.session_factory("analytics"))
+
+        return [(self.settings.last_used_flush_seconds, flush_last_used), (5.0, projection_staleness)]
 
     def inference_session(self) -> Any:
         """A unit of work of the ``inference`` context (an async context manager)."""
@@ -193,14 +198,19 @@ class Container:
     def subscriptions(self) -> list[Subscription]:
         """Every event subscription the worker runs: each context's consumers, wired here."""
         if self._subscriptions is None:
+            from aiaas.analytics.consumers import ProjectionConsumer
             from aiaas.inference.events import CompletionRecorded
             from aiaas.usage.consumers import LedgerConsumer
 
             ledger = LedgerConsumer(unit_of_work=self.session_factory("usage"), redis=self.redis, keys=self.keys,
                                     batch_size=self.settings.usage_ledger_batch_size)
+            projections = ProjectionConsumer(unit_of_work=self.session_factory("analytics"))
             self._subscriptions = [
                 Subscription(consumer="usage", source="inference", routing_keys=[CompletionRecorded.routing_key],
                              handler=ledger.handle, prefetch=self.settings.usage_consumer_prefetch),
+                Subscription(consumer="analytics", source="inference",
+                             routing_keys=[CompletionRecorded.routing_key], handler=projections.handle,
+                             prefetch=self.settings.usage_consumer_prefetch),
             ]
         return self._subscriptions
 

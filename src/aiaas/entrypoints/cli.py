@@ -8,6 +8,7 @@ Usage::
     aiaas bootstrap [--email E] [--password P] [--org NAME] [--new-key] [--json]
     aiaas apply -f FILE [--dry-run]
     aiaas dlq list|replay|purge [--queue usage.from.inference] [--limit N] [--yes]
+    aiaas analytics rebuild|reprice [--from DATE] [--org ID]
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="upgrade the database to the newest schema (idempotent, lock-protected)")
 
-    apply = sub.add_parser("apply", help="reconcile the model catalog with a YAML file (idempotent)")
+    apply = sub.add_parser("apply", help="reconcile the model catalog (and add the prices) of a YAML file "
+                           "(idempotent)")
     apply.add_argument("-f", "--file", required=True, help="catalog YAML file")
     apply.add_argument("--dry-run", action="store_true", help="print the changes without applying them")
 
@@ -65,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="<consumer>.from.<source>, e.g. usage.from.inference (default: every queue)")
     dlq.add_argument("--limit", type=int, default=None, help="at most this many messages (list: default 20)")
     dlq.add_argument("--yes", action="store_true", help="purge without asking")
+    from aiaas.entrypoints import analytics_cli
+
+    analytics_cli.add_parser(sub)
     return parser
 
 
@@ -182,37 +187,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _bootstrap(settings, args)
     if args.command == "dlq":
         return _dlq(settings, args)
+    if args.command == "analytics":
+        from aiaas.entrypoints import analytics_cli
+
+        return analytics_cli.run(settings, args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
 async def _apply(settings: object, path: Path, text: str, *, dry_run: bool) -> int:
+    from aiaas.analytics.service import price_book
     from aiaas.entrypoints.bootstrap import Container
-    from aiaas.inference.service.catalog_file import CatalogFileError, parse_text, plan_and_apply
+    from aiaas.inference.service.catalog_file import CatalogFileError, load_yaml, parse_doc, plan_and_apply
     from aiaas.kernel.errors import AppError
 
     try:
-        file = parse_text(text)
-    except CatalogFileError as exc:
-        print(f"aiaas: {path}: {exc}", file=sys.stderr)
+        doc = load_yaml(text)
+        prices = price_book.parse_file_section(doc.pop("prices", None))
+        file = parse_doc(doc)
+    except (CatalogFileError, AppError) as exc:
+        print(f"aiaas: {path}: {getattr(exc, 'detail', exc)}", file=sys.stderr)
         return 2
     container = Container(settings, role="api")  # type: ignore[arg-type]
     try:
         try:
             async with container.db.unit_of_work("inference") as session:
                 changes = await plan_and_apply(session=session, file=file, dry_run=dry_run)
+            async with container.db.unit_of_work("analytics") as session:
+                price_changes = await price_book.apply_file(session, prices, dry_run=dry_run)
         except AppError as exc:
             print(f"aiaas: {path}: {exc.detail}", file=sys.stderr)
             return 2
-        for change in changes:
-            print(str(change))
-        if not changes:
+        for line in [*map(str, changes), *price_changes]:
+            print(line)
+        total = len(changes) + len(price_changes)
+        if not total:
             print("aiaas: catalog already matches the file")
         elif dry_run:
-            print(f"aiaas: {len(changes)} change(s) planned (dry run, nothing applied)")
+            print(f"aiaas: {total} change(s) planned (dry run, nothing applied)")
         else:
             await container.catalog.refresh_models([c.name for c in changes if c.kind == "model"])
             await container.catalog.refresh_access([c.name for c in changes if c.kind == "access"])
-            print(f"aiaas: applied {len(changes)} change(s)")
+            print(f"aiaas: applied {total} change(s)")
         return 0
     finally:
         await container.redis.aclose()

@@ -9,7 +9,8 @@ One Litestar guard runs before every route handler of an app built with an authe
 4. a route with ``{org_id}`` in its path (or, with ``opt={"org_query": True}``, an ``org_id`` query
    parameter) is scoped to that org: an API key must belong to it and a session user must be a member
    (or a platform admin); otherwise 404, never 403, so ids of other tenants cannot be probed. A session
-   calling an ``org_query`` route without ``org_id`` gets 400 (an API key is scoped by its own org);
+   calling an ``org_query`` route without ``org_id`` gets 400 (an API key is scoped by its own org),
+   except a platform admin on a route with ``opt={"all_orgs_for_admins": True}`` (reports across orgs);
 5. the principal must hold the route's permission (and, for an API key, the matching scope), else 403.
 
 The resolved principal is kept on the request's state and handed to handlers by the ``principal``
@@ -81,7 +82,8 @@ async def rbac_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: Ba
     org_id = connection.path_params.get("org_id")
     if org_id is None and opt.get("org_query"):
         org_id = connection.query_params.get("org_id") or principal.org_id
-        if org_id is None:
+        # A platform admin may read every org at once on routes that say so (cross-org reports).
+        if org_id is None and not (opt.get("all_orgs_for_admins") and principal.platform_admin):
             raise BadRequest("Pass the organization as the `org_id` query parameter.", code="org_id_required",
                              param="org_id")
     if org_id is not None:

@@ -367,9 +367,13 @@ def _get(path: str) -> Call:
     return lambda c: c.api.get(path.replace("{org_id}", c.org), headers=c.headers)
 
 
-def _get_in_org(path: str) -> Call:
+def _get_in_org(path: str, params: dict[str, Any] | None = None) -> Call:
     """``GET path?org_id=<the org>`` (a session must name the org; an API key may name its own)."""
-    return lambda c: c.api.get(path, params={"org_id": c.org}, headers=c.headers)
+    return lambda c: c.api.get(path, params={"org_id": c.org, **(params or {})}, headers=c.headers)
+
+
+ANALYTICS_RANGE = {"start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z"}
+OPENAI_RANGE = {"start_time": 1793491200, "end_time": 1793577600}
 
 
 PROBES: dict[str, Probe] = {
@@ -421,6 +425,22 @@ PROBES: dict[str, Probe] = {
     "admin.audit": Probe("api", "GET", "/v1/admin/audit", _get("/v1/admin/audit")),
     "admin.models.list": Probe("api", "GET", "/v1/admin/models", _get("/v1/admin/models")),
     "admin.model_access.list": Probe("api", "GET", "/v1/admin/model-access", _get("/v1/admin/model-access")),
+    "admin.prices.list": Probe("api", "GET", "/v1/admin/prices", _get("/v1/admin/prices")),
+    "admin.prices.add": Probe("api", "POST", "/v1/admin/prices", lambda c: c.api.post(
+        "/v1/admin/prices", json={"model": "rbac/priced", "input_per_mtok": "1", "output_per_mtok": "2"},
+        headers=c.headers)),
+    "analytics.usage": Probe("api", "GET", "/v1/analytics/usage", _get_in_org("/v1/analytics/usage", ANALYTICS_RANGE),
+                             org_query=True),
+    "analytics.performance": Probe("api", "GET", "/v1/analytics/performance",
+                                   _get_in_org("/v1/analytics/performance", ANALYTICS_RANGE), org_query=True),
+    "organization.usage.completions": Probe("api", "GET", "/v1/organization/usage/completions",
+                                            _get_in_org("/v1/organization/usage/completions", OPENAI_RANGE),
+                                            org_query=True),
+    "organization.usage.embeddings": Probe("api", "GET", "/v1/organization/usage/embeddings",
+                                           _get_in_org("/v1/organization/usage/embeddings", OPENAI_RANGE),
+                                           org_query=True),
+    "organization.costs": Probe("api", "GET", "/v1/organization/costs",
+                                _get_in_org("/v1/organization/costs", OPENAI_RANGE), org_query=True),
     "models.chat": Probe("streamer", "POST", "/v1/chat/completions", lambda c: c.streamer.post(
         "/v1/chat/completions", json={"model": MISSING_MODEL, "messages": MESSAGES}, headers=c.headers),
         also_allowed=MODEL_ABSENT),

@@ -7,29 +7,12 @@ import asyncio
 import uuid
 from typing import Any
 
-import pytest
-
 from aiaas.entrypoints.bootstrap import Container
-from aiaas.entrypoints.worker import ConsumerRuntime
 from aiaas.kernel.config import Settings
 from aiaas.kernel.db import Database
 from aiaas.kernel.publisher import _encoder
+from support import dead_lettered
 from usage_support import completion, ledger_totals
-
-
-@pytest.fixture
-async def running_worker(settings: Settings) -> Any:
-    container = Container(settings, role="worker")
-    await container.start()
-    runtime = ConsumerRuntime(container)
-    await runtime.start()
-    for _ in range(100):
-        if runtime._stops:
-            break
-        await asyncio.sleep(0.05)
-    yield container
-    await runtime.stop()
-    await container.stop()
 
 
 async def _until(db: Database, org: str, rows: int) -> tuple[int, int, int, int]:
@@ -77,21 +60,7 @@ class TestPoison:
         await running_worker.broker.publish("inference", good.routing_key, _encoder.encode(good),
                                             message_id=good.event_id)
         assert (await _until(db, org, 1))[0] == 1
-        conn = await running_worker.broker.connect()
-        ch = await conn.channel()
-        dlq = await ch.declare_queue(f"{settings.broker_prefix}aiaas.usage.from.inference.dlq", durable=True)
-        found = False
-        for _ in range(50):
-            msg = await dlq.get(timeout=5, fail=False)
-            if msg is None:
-                await asyncio.sleep(0.1)
-                continue
-            await msg.ack()
-            if msg.message_id == "poison-" + org:
-                found = True
-                break
-        await ch.close()
-        assert found
+        assert await dead_lettered(running_worker, "aiaas.usage.from.inference.dlq", "poison-" + org)
 
 
 def _pending(ev: Any) -> Any:

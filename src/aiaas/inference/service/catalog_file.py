@@ -21,6 +21,9 @@ Example::
     org_model_access:
       - org_id: 0190a000-0000-7000-8000-000000000001
         models: [gpt-4o-mini]
+
+A ``prices:`` section, if present, belongs to the price book (``analytics``); ``aiaas apply`` hands it
+there and this module never sees it.
 """
 
 from __future__ import annotations
@@ -67,12 +70,24 @@ class Change:
         return f"{sign} {self.kind} {self.name}" + (f": {self.detail}" if self.detail else "")
 
 
-def parse_text(text: str) -> CatalogFile:
-    """Parse and validate the YAML text of a catalog file."""
+def load_yaml(text: str) -> dict[str, object]:
+    """The YAML document of a catalog file (a mapping; other sections are read by their own contexts)."""
     try:
         doc = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise CatalogFileError(f"not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CatalogFileError("catalog file: the document must be a mapping (models:, org_model_access:, ...)")
+    return doc
+
+
+def parse_text(text: str) -> CatalogFile:
+    """Parse and validate the YAML text of a catalog file."""
+    return parse_doc(load_yaml(text))
+
+
+def parse_doc(doc: object) -> CatalogFile:
+    """Validate the catalog sections of a parsed catalog file."""
     try:
         parsed = msgspec.convert(doc, CatalogFile)
     except msgspec.ValidationError as exc:

@@ -1,0 +1,141 @@
+"""Every query of the ``analytics`` context."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import BigInteger, delete, func, select, text, true, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aiaas.analytics.models import Price, ProcessedEvent, ProjectionState, UsageDay, UsageHour, UsageMinute
+
+TABLES: dict[str, Any] = {"minute": UsageMinute, "hour": UsageHour, "day": UsageDay}
+KEY_COLUMNS = ("org_id", "bucket_start", "model", "deployment", "key_id", "user_id", "endpoint", "status",
+                "error_type")
+SUMS = ("requests", "prompt_tokens", "cached_prompt_tokens", "completion_tokens", "reasoning_tokens", "cost_usd",
+         "unpriced_requests", "unpriced_tokens", "latency_sum_ms")
+HISTS = ("ttfb_hist", "latency_hist")
+STATE = "projection"
+
+
+async def mark_processed(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+    """Record events as applied (``processed_events`` rows); returns the ids that were new (the others
+    were applied before)."""
+    if not rows:
+        return set()
+    stmt = insert(ProcessedEvent).values(list(rows)).on_conflict_do_nothing(index_elements=["event_id"])
+    result = await session.execute(stmt.returning(ProcessedEvent.event_id))
+    return set(result.scalars().all())
+
+
+async def add_to_buckets(session: AsyncSession, granularity: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Add bucket rows (key columns, sums, histograms in stored form) to the stored buckets, creating the
+    missing ones, in one statement. The caller sends rows in key order, so two workers adding to the same
+    buckets lock them in the same order (no deadlock)."""
+    if not rows:
+        return
+    table = TABLES[granularity]
+    stmt = insert(table).values(list(rows))
+    t = table.__table__.c
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(KEY_COLUMNS),
+        set_={**{name: t[name] + stmt.excluded[name] for name in SUMS},
+              **{name: func.analytics.hist_merge(t[name], stmt.excluded[name]) for name in HISTS}},
+    )
+    await session.execute(stmt)
+
+
+async def note_newest(session: AsyncSession, newest: dt.datetime) -> None:
+    """Advance the newest applied event time (never moves back)."""
+    stmt = insert(ProjectionState).values(name=STATE, newest_event_at=newest)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["name"],
+        set_={"newest_event_at": func.greatest(ProjectionState.newest_event_at, stmt.excluded.newest_event_at)})
+    await session.execute(stmt)
+
+
+async def newest_applied(session: AsyncSession) -> dt.datetime | None:
+    """The newest event time applied to the projections, None before the first."""
+    return await session.scalar(select(ProjectionState.newest_event_at).where(ProjectionState.name == STATE))
+
+
+async def forget_from(session: AsyncSession, start: dt.datetime, *, org_id: uuid.UUID | None = None) -> None:
+    """Delete every bucket and processed-event record (of one org) from ``start`` on (a rebuild's first
+    step)."""
+    for table in TABLES.values():
+        stmt = delete(table).where(table.bucket_start >= start)
+        await session.execute(stmt.where(table.org_id == org_id) if org_id else stmt)
+    stmt = delete(ProcessedEvent).where(ProcessedEvent.occurred_at >= start)
+    await session.execute(stmt.where(ProcessedEvent.org_id == org_id) if org_id else stmt)
+
+
+async def lock_for_rebuild(session: AsyncSession) -> None:
+    """Hold consumers off the projections until this transaction ends (they wait on the record)."""
+    await session.execute(text("LOCK TABLE analytics.processed_events IN SHARE ROW EXCLUSIVE MODE"))
+
+
+# --------------------------------------------------------------------------- price book
+async def list_prices(session: AsyncSession, model: str | None = None) -> Sequence[Price]:
+    """Every price-book entry (of one model), oldest first."""
+    stmt = select(Price).order_by(Price.model, Price.effective_from, Price.id)
+    if model is not None:
+        stmt = stmt.where(Price.model == model)
+    return (await session.scalars(stmt)).all()
+
+
+async def add_price(session: AsyncSession, values: dict[str, Any]) -> Price:
+    """A new price-book entry."""
+    row = Price(**values)
+    session.add(row)
+    await session.flush()
+    await session.refresh(row)
+    return row
+
+
+# --------------------------------------------------------------------------- reads
+async def bucket_rows(session: AsyncSession, granularity: str, *, org_ids: Sequence[uuid.UUID] | None,
+                      start: dt.datetime, end: dt.datetime, group_by: Sequence[str],
+                      filters: dict[str, Sequence[Any]], by_bucket: bool = True,
+                      after: tuple[Any, ...] | None = None, limit: int | None = None) -> Sequence[Any]:
+    """Sums per (bucket_start, *group_by) (or per group_by alone) over the buckets in [start, end),
+    ordered by that tuple, with ``errors`` (requests whose status is not ``ok``). ``after`` continues after
+    a group (keyset pagination)."""
+    table = TABLES[granularity]
+    groups = [*([table.bucket_start] if by_bucket else []), *(getattr(table, g) for g in group_by)]
+    cols = [*groups, *(func.sum(getattr(table, name)).label(name) for name in SUMS),
+            func.coalesce(func.sum(table.requests).filter(table.status != "ok"), 0).label("errors")]
+    stmt = select(*cols).where(table.bucket_start >= start, table.bucket_start < end)
+    if org_ids is not None:
+        stmt = stmt.where(table.org_id.in_(org_ids))
+    for name, values in filters.items():
+        stmt = stmt.where(getattr(table, name).in_(values))
+    if after is not None and groups:
+        stmt = stmt.where(tuple_(*groups) > tuple_(*after))
+    if groups:
+        stmt = stmt.group_by(*groups).order_by(*groups)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return (await session.execute(stmt)).all()
+
+
+async def merged_histograms(session: AsyncSession, granularity: str, column: str, *,
+                            org_ids: Sequence[uuid.UUID] | None, start: dt.datetime, end: dt.datetime,
+                            group_by: Sequence[str], filters: dict[str, Sequence[Any]]) -> Sequence[Any]:
+    """The histogram ``column`` merged per group over the buckets in [start, end): rows of
+    (*group_by, bucket index, count), merged in PostgreSQL (no histogram leaves the database)."""
+    table = TABLES[granularity]
+    groups = [getattr(table, g) for g in group_by]
+    entry = func.jsonb_each_text(getattr(table, column)).table_valued("key", "value").alias("entry")
+    index = func.cast(entry.c.key, BigInteger).label("bucket")
+    stmt = (select(*groups, index, func.sum(func.cast(entry.c.value, BigInteger)).label("n"))
+            .select_from(table).join(entry, true())
+            .where(table.bucket_start >= start, table.bucket_start < end))
+    if org_ids is not None:
+        stmt = stmt.where(table.org_id.in_(org_ids))
+    for name, values in filters.items():
+        stmt = stmt.where(getattr(table, name).in_(values))
+    return (await session.execute(stmt.group_by(*groups, index))).all()
