@@ -244,14 +244,15 @@ async def clean_up(env: dict[str, str]) -> None:
         await redis.aclose()
 
     prefix = env["AIAAS_BROKER_PREFIX"]
-    queue = queue_name(prefix, "usage", "inference")
     conn = await aio_pika.connect(settings.amqp_url)
     try:
         ch = await conn.channel()
-        for name in (queue, f"{queue}.dlq"):
-            await ch.queue_delete(name)
-        for name in (f"{queue}.dlx", exchange_name(prefix, "inference")):
-            await ch.exchange_delete(name)
+        for consumer in ("usage", "analytics"):  # every queue bound to the inference events
+            queue = queue_name(prefix, consumer, "inference")
+            for name in (queue, f"{queue}.dlq"):
+                await ch.queue_delete(name)
+            await ch.exchange_delete(f"{queue}.dlx")
+        await ch.exchange_delete(exchange_name(prefix, "inference"))
     finally:
         await conn.close()
 
