@@ -13,7 +13,7 @@ services (127.0.0.1 only; stops by itself):
    p50/p99 of each over ``--queries`` requests are printed. (The ledger rows themselves are not written:
    no read of the analytics API touches the ledger.)
 
-    python bench/analytics.py [--events 20000] [--queries 200]
+    python bench/analytics.py [--events 20000] [--queries 200] [--skip-ingest] [--keep-db]
 """
 
 from __future__ import annotations
@@ -235,6 +235,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=20000)
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--skip-ingest", action="store_true", help="measure the reads only")
+    ap.add_argument("--keep-db", action="store_true", help="keep the bench database (to EXPLAIN its queries)")
     args = ap.parse_args()
     from aiaas.entrypoints.migrate import migrate
     from aiaas.kernel.config import load_settings
@@ -249,12 +251,16 @@ def main() -> None:
     from gateway_overhead import clean_up
 
     try:
-        asyncio.run(ingest(settings, args.events))
+        if not args.skip_ingest:
+            asyncio.run(ingest(settings, args.events))
         asyncio.run(reads(settings, args.queries))
     finally:
         asyncio.run(clean_up({**os.environ, "AIAAS_REDIS_PREFIX": settings.redis_prefix,
                               "AIAAS_BROKER_PREFIX": settings.broker_prefix}))
-        asyncio.run(_drop(url))
+        if args.keep_db:
+            print(f"kept database {url.rsplit('/', 1)[1]}")
+        else:
+            asyncio.run(_drop(url))
 
 
 if __name__ == "__main__":

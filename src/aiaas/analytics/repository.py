@@ -27,8 +27,10 @@ async def mark_processed(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
     were applied before)."""
     if not rows:
         return set()
-    stmt = insert(ProcessedEvent).values(list(rows)).on_conflict_do_nothing(index_elements=["event_id"])
-    result = await session.execute(stmt.returning(ProcessedEvent.event_id))
+    # Executed for many rows with one cached statement (see add_to_buckets).
+    table = ProcessedEvent.__table__
+    stmt = insert(table).on_conflict_do_nothing(index_elements=["event_id"]).returning(table.c.event_id)
+    result = await session.execute(stmt, list(rows))
     return set(result.scalars().all())
 
 
@@ -38,15 +40,17 @@ async def add_to_buckets(session: AsyncSession, granularity: str, rows: Sequence
     buckets lock them in the same order (no deadlock)."""
     if not rows:
         return
-    table = TABLES[granularity]
-    stmt = insert(table).values(list(rows))
-    t = table.__table__.c
+    # One statement compiled once and cached, executed for many rows (SQLAlchemy pages them into
+    # multi-row VALUES): ``.values(rows)`` compiled a new statement with a parameter per cell every batch.
+    table = TABLES[granularity].__table__
+    stmt = insert(table)
+    t = table.c
     stmt = stmt.on_conflict_do_update(
         index_elements=list(KEY_COLUMNS),
         set_={**{name: t[name] + stmt.excluded[name] for name in SUMS},
               **{name: func.analytics.hist_merge(t[name], stmt.excluded[name]) for name in HISTS}},
     )
-    await session.execute(stmt)
+    await session.execute(stmt, list(rows))
 
 
 async def note_newest(session: AsyncSession, newest: dt.datetime) -> None:
