@@ -126,20 +126,22 @@ async def bucket_rows(session: AsyncSession, granularity: str, *, org_ids: Seque
     return (await session.execute(stmt)).all()
 
 
-async def merged_histograms(session: AsyncSession, granularity: str, column: str, *,
-                            org_ids: Sequence[uuid.UUID] | None, start: dt.datetime, end: dt.datetime,
-                            group_by: Sequence[str], filters: dict[str, Sequence[Any]]) -> Sequence[Any]:
-    """The histogram ``column`` merged per group over the buckets in [start, end): rows of
-    (*group_by, bucket index, count), merged in PostgreSQL (no histogram leaves the database)."""
+async def merged_histograms(session: AsyncSession, granularity: str, *, org_ids: Sequence[uuid.UUID] | None,
+                            start: dt.datetime, end: dt.datetime, group_by: Sequence[str],
+                            filters: dict[str, Sequence[Any]]) -> Sequence[Any]:
+    """Both histograms merged per group over the buckets in [start, end), in one scan and in PostgreSQL
+    (no histogram leaves the database): rows of (*group_by, histogram column name, bucket index, count)."""
     table = TABLES[granularity]
     groups = [getattr(table, g) for g in group_by]
-    entry = func.jsonb_each_text(getattr(table, column)).table_valued("key", "value").alias("entry")
+    both = func.jsonb_build_object(*(x for name in HISTS for x in (name, getattr(table, name))))
+    hist = func.jsonb_each(both).table_valued("key", "value").alias("hist")
+    entry = func.jsonb_each_text(hist.c.value).table_valued("key", "value").alias("entry")
     index = func.cast(entry.c.key, BigInteger).label("bucket")
-    stmt = (select(*groups, index, func.sum(func.cast(entry.c.value, BigInteger)).label("n"))
-            .select_from(table).join(entry, true())
+    stmt = (select(*groups, hist.c.key.label("hist"), index, func.sum(func.cast(entry.c.value, BigInteger)))
+            .select_from(table).join(hist, true()).join(entry, true())
             .where(table.bucket_start >= start, table.bucket_start < end))
     if org_ids is not None:
         stmt = stmt.where(table.org_id.in_(org_ids))
     for name, values in filters.items():
         stmt = stmt.where(getattr(table, name).in_(values))
-    return (await session.execute(stmt.group_by(*groups, index))).all()
+    return (await session.execute(stmt.group_by(*groups, hist.c.key, index))).all()

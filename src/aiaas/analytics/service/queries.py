@@ -155,12 +155,9 @@ async def performance(session: AsyncSession, *, org_ids: Sequence[uuid.UUID] | N
     first = floor(start, granularity)
     window = {"org_ids": org_ids, "start": first, "end": end, "group_by": cols, "filters": filters}
     rows = await repository.bucket_rows(session, granularity, by_bucket=False, **window)  # type: ignore[arg-type]
-    hists: dict[str, dict[tuple[Any, ...], dict[int, int]]] = {}
-    for column in ("ttfb_hist", "latency_hist"):
-        merged: dict[tuple[Any, ...], dict[int, int]] = {}
-        for r in await repository.merged_histograms(session, granularity, column, **window):  # type: ignore[arg-type]
-            merged.setdefault(tuple(r[:-2]), {})[int(r[-2])] = int(r[-1])
-        hists[column] = merged
+    hists: dict[str, dict[tuple[Any, ...], dict[int, int]]] = {"ttfb_hist": {}, "latency_hist": {}}
+    for r in await repository.merged_histograms(session, granularity, **window):  # type: ignore[arg-type]
+        hists[r[-3]].setdefault(tuple(r[:-3]), {})[int(r[-2])] = int(r[-1])
     data = []
     for r in rows:
         m = r._mapping
