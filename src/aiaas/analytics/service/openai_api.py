@@ -29,7 +29,7 @@ from aiaas.analytics.schemas import (
     EmbeddingsResult,
 )
 from aiaas.analytics.service.projection import floor
-from aiaas.analytics.service.queries import shown
+from aiaas.analytics.service.queries import LATEST, shown
 from aiaas.kernel.errors import BadRequest
 
 GRANULARITY = {"1m": "minute", "1h": "hour", "1d": "day"}
@@ -71,8 +71,11 @@ class _Window:
 
     def __init__(self, *, start_time: int, end_time: int | None, width: str, limit: int | None,
                  limits: tuple[int, int], page: str | None, now: dt.datetime) -> None:
-        if start_time < 0:
-            raise BadRequest("start_time must be Unix seconds", param="start_time")
+        latest = int(LATEST.timestamp())
+        if not 0 <= start_time < latest:
+            raise BadRequest(f"start_time must be Unix seconds before {LATEST.year}", param="start_time")
+        if end_time is not None and end_time > latest:
+            raise BadRequest(f"end_time must be Unix seconds before {LATEST.year}", param="end_time")
         default, maximum = limits
         if limit is None:
             limit = default

@@ -31,11 +31,17 @@ _UUID_COLUMNS = ("key_id", "user_id")
 OUTPUT = {"key_id": "api_key_id", "user_id": "user_id"}
 
 
+# No bucket reaches past this (a bucket's end near year 9999 would not be representable).
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+
+
 def check_range(start: dt.datetime, end: dt.datetime) -> None:
-    """Both instants with a timezone, start before end; else a clear 400."""
+    """Both instants with a timezone, before year 9000, start before end; else a clear 400."""
     for name, value in (("start", start), ("end", end)):
         if value.tzinfo is None:
             raise BadRequest(f"{name} needs a timezone, e.g. 2026-11-01T00:00:00Z", param=name)
+        if value > LATEST:
+            raise BadRequest(f"{name} must be before {LATEST.year}", param=name)
     if start >= end:
         raise BadRequest("start must be before end", param="start")
 
