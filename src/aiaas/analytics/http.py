@@ -22,6 +22,7 @@ from aiaas.analytics.schemas import (
     UsagePage,
 )
 from aiaas.analytics.service import openai_api, price_book, queries
+from aiaas.kernel.db import after_commit
 from aiaas.kernel.errors import BadRequest, NotFound, problem_handlers
 from aiaas.kernel.events import utcnow
 from aiaas.kernel.security import Permission, Principal
@@ -203,11 +204,20 @@ class PriceController(Controller):
         return await price_book.list_prices(analytics_session, model=model)
 
     @post("/", summary="Add a price")
-    async def add_price(self, data: PriceCreate, analytics_session: AsyncSession) -> Price:
+    async def add_price(self, data: PriceCreate, analytics_session: AsyncSession, inference_uow: Any,
+                        catalog: Any) -> Price:
         """A new entry for ``model`` (all its deployments, or ``deployment``), in force from
         ``effective_from`` (default now). Entries are never changed: a later one supersedes. To re-rate
-        requests already counted, run ``aiaas analytics reprice --from DATE``."""
-        return await price_book.add_price(analytics_session, data)
+        requests already counted, run ``aiaas analytics reprice --from DATE``. Spend limits charge with
+        the new price from the next request on (from ``effective_from``, when that is later)."""
+        price = await price_book.add_price(analytics_session, data)
+        prices = await price_book.admission_prices(analytics_session, models=[price.model])
+
+        async def publish() -> None:
+            await price_book.publish_admission_prices(inference_uow, catalog, prices)
+
+        after_commit(analytics_session, publish)
+        return price
 
 
 ROUTES = [AnalyticsController, OrganizationUsageController, PriceController]

@@ -133,7 +133,14 @@ class Container:
 
             await report_staleness(self.session_factory("analytics"))
 
-        return [(self.settings.last_used_flush_seconds, flush_last_used), (5.0, projection_staleness)]
+        async def admission_prices() -> None:
+            from aiaas.analytics import api as analytics_api
+
+            await analytics_api.sync_admission_prices(self.session_factory("analytics"), self.inference_session,
+                                                      self.catalog)
+
+        return [(self.settings.last_used_flush_seconds, flush_last_used), (5.0, projection_staleness),
+                (60.0, admission_prices)]
 
     def inference_session(self) -> Any:
         """A unit of work of the ``inference`` context (an async context manager)."""

@@ -214,6 +214,7 @@ async def _apply(settings: object, path: Path, text: str, *, dry_run: bool) -> i
                 changes = await plan_and_apply(session=session, file=file, dry_run=dry_run)
             async with container.db.unit_of_work("analytics") as session:
                 price_changes = await price_book.apply_file(session, prices, dry_run=dry_run)
+                admission = await price_book.admission_prices(session, models={p.model for p in prices})
         except AppError as exc:
             print(f"aiaas: {path}: {exc.detail}", file=sys.stderr)
             return 2
@@ -227,6 +228,8 @@ async def _apply(settings: object, path: Path, text: str, *, dry_run: bool) -> i
         else:
             await container.catalog.refresh_models([c.name for c in changes if c.kind == "model"])
             await container.catalog.refresh_access([c.name for c in changes if c.kind == "access"])
+            if price_changes:
+                await price_book.publish_admission_prices(container.inference_session, container.catalog, admission)
             print(f"aiaas: applied {total} change(s)")
         return 0
     finally:

@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import ARRAY, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, func
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from aiaas.kernel.db import context_base
@@ -64,5 +64,19 @@ class OrgModelAccessRow(Base):
     org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     models: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     managed_by: Mapped[str] = mapped_column(String(10), default="api")
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                    onupdate=func.now())
+
+
+class ModelPriceRow(Base):
+    """The prices spend limits charge a model with (``schemas.ModelPrice`` as JSON, newest first), by
+    public model name: a copy of the ``analytics`` price book that ``analytics`` keeps up to date.
+    Keyed by name, not by model id, so a price set before its model exists (or outliving a model that
+    is deleted and added again) applies as soon as the model does."""
+
+    __tablename__ = "model_prices"
+
+    model: Mapped[str] = mapped_column(String(256), primary_key=True)
+    prices: Mapped[list[dict[str, object]]] = mapped_column(JSONB)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
                                                     onupdate=func.now())

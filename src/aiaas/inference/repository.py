@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from aiaas.inference.models import DeploymentRow, ModelRow, OrgModelAccessRow
+from aiaas.inference.models import DeploymentRow, ModelPriceRow, ModelRow, OrgModelAccessRow
 
 
 async def list_models(session: AsyncSession) -> list[ModelRow]:
@@ -88,3 +89,20 @@ async def delete_access(session: AsyncSession, org_id: uuid.UUID) -> bool:
     """Remove an organization's policy (it may then use every model); whether one existed."""
     result = await session.execute(delete(OrgModelAccessRow).where(OrgModelAccessRow.org_id == org_id))
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def get_prices(session: AsyncSession, names: list[str] | None = None) -> dict[str, list[dict[str, object]]]:
+    """The stored prices of the named models (of every model when ``names`` is None), by model name."""
+    stmt = select(ModelPriceRow.model, ModelPriceRow.prices)
+    if names is not None:
+        if not names:
+            return {}
+        stmt = stmt.where(ModelPriceRow.model.in_(names))
+    return {model: list(prices) for model, prices in (await session.execute(stmt)).all()}
+
+
+async def put_prices(session: AsyncSession, model: str, prices: list[dict[str, object]]) -> None:
+    """Create or replace a model's stored prices."""
+    stmt = insert(ModelPriceRow).values(model=model, prices=prices)
+    await session.execute(stmt.on_conflict_do_update(index_elements=[ModelPriceRow.model],
+                                                     set_={"prices": stmt.excluded.prices, "updated_at": func.now()}))

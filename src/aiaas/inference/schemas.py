@@ -9,9 +9,11 @@ interpret (tools, response_format, logprobs, seed, n, ...) reach the upstream by
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 import urllib.parse
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -298,8 +300,23 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     ca_bundle: str | None = None
 
 
+class ModelPrice(msgspec.Struct, frozen=True, kw_only=True):
+    """A price of a model (USD per million tokens) that spend limits are charged with: a copy of a
+    price-book entry, kept here by ``analytics`` (the book's owner), so admission needs no lookup of its
+    own. ``deployment`` "" prices every deployment without an entry of its own; ``id`` is the entry's
+    price-book version."""
+
+    id: int
+    deployment: str = ""
+    input_per_mtok: Decimal
+    cached_input_per_mtok: Decimal | None = None
+    output_per_mtok: Decimal
+    effective_from: dt.datetime
+
+
 class CatalogModel(msgspec.Struct, frozen=True, kw_only=True):
-    """A model with its deployments, as cached in Redis and returned by the admin API."""
+    """A model with its deployments, as cached in Redis and returned by the admin API; ``prices`` are
+    those spend limits charge (in force now and later, newest first; empty: the model is unpriced)."""
 
     id: str
     name: str
@@ -309,6 +326,7 @@ class CatalogModel(msgspec.Struct, frozen=True, kw_only=True):
     created: int
     managed_by: str
     deployments: list[Deployment]
+    prices: list[ModelPrice] = []
 
 
 class ModelAccess(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

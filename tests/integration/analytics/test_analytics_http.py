@@ -21,12 +21,14 @@ import pytest
 import yaml
 from litestar.testing import AsyncTestClient
 
+from aiaas.analytics import api as analytics_api
 from aiaas.analytics import service
 from aiaas.analytics.schemas import PriceCreate
 from aiaas.analytics.service import price_book
 from aiaas.entrypoints import api
 from aiaas.entrypoints.bootstrap import Container
 from aiaas.kernel.config import Settings
+from aiaas.kernel.events import utcnow
 from aiaas.kernel.http import RequestContext
 from aiaas.kernel.security import OrgRole
 from identity_support import Org, bearer, org_with_keys, person, session_token
@@ -285,6 +287,45 @@ class TestPriceBook:
         assert r.json()["input_per_mtok"] == "0.15" and r.json()["deployment"] is None
         r = await client.get("/v1/admin/prices", params={"model": body["model"]}, headers=bearer(token))
         assert [p["output_per_mtok"] for p in r.json()] == ["0.6"]
+
+    async def test_a_new_price_reaches_the_catalog_entry_admission_reads(
+        self, client: AsyncTestClient[Any], world: World, session_settings: Settings
+    ) -> None:
+        token = await session_token(client, world.admin_email)
+        name = f"priced-{uuid.uuid4().hex[:6]}"
+        r = await client.post("/v1/admin/models", headers=bearer(token), json={
+            "name": name, "capabilities": ["chat"], "deployments": [
+                {"name": "d", "provider": "openai", "upstream_model": "x", "base_url": "https://up.example"}]})
+        assert r.status_code == 201, r.text
+        assert r.json()["prices"] == []
+        later = (utcnow() + dt.timedelta(days=30)).isoformat()
+        for body in ({"model": name, "input_per_mtok": "3", "output_per_mtok": "15"},
+                     {"model": name, "input_per_mtok": "4", "output_per_mtok": "20", "effective_from": later},
+                     {"model": name, "deployment": "d", "input_per_mtok": "3.5", "output_per_mtok": "16"}):
+            assert (await client.post("/v1/admin/prices", json=body, headers=bearer(token))).status_code == 201
+        container = Container(session_settings, role="streamer")
+        try:
+            found = await container.catalog.lookup(name, world.org.id, "unused-breaker-key")
+            assert found.model is not None
+            prices = found.model.prices
+            # Newest effective time first: the one from next month, then the deployment's, then the model's.
+            assert [(str(p.input_per_mtok), p.deployment) for p in prices] == [("4", ""), ("3.5", "d"), ("3", "")]
+            r = await client.get(f"/v1/admin/models/{name}", headers=bearer(token))
+            assert [p["input_per_mtok"] for p in r.json()["prices"]] == ["4", "3.5", "3"]
+            # The worker's periodic sync has nothing to change for it (it does hand over prices added
+            # behind the API's back, as this module's fixture did), a second sync nothing at all; and a model
+            # deleted and added again keeps the prices of its name.
+            sync = (container.session_factory("analytics"), container.inference_session, container.catalog)
+            assert name not in await analytics_api.sync_admission_prices(*sync)
+            assert await analytics_api.sync_admission_prices(*sync) == []
+            assert (await client.delete(f"/v1/admin/models/{name}", headers=bearer(token))).status_code == 204
+            await client.post("/v1/admin/models", headers=bearer(token), json={
+                "name": name, "capabilities": ["chat"], "deployments": [
+                    {"name": "d", "provider": "openai", "upstream_model": "x", "base_url": "https://up.example"}]})
+            found = await container.catalog.lookup(name, world.org.id, "unused-breaker-key")
+            assert found.model is not None and len(found.model.prices) == 3
+        finally:
+            await container.stop()
 
     @pytest.mark.parametrize(("change", "param"), [
         ({"input_per_mtok": "-1"}, "input_per_mtok"),

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,8 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aiaas.analytics import repository
 from aiaas.analytics.models import Price as PriceRow
 from aiaas.analytics.schemas import Price, PriceCreate
+from aiaas.inference import api as inference_api
 from aiaas.kernel.errors import BadRequest
 from aiaas.kernel.events import utcnow
+
+log = logging.getLogger("aiaas.analytics.prices")
 
 MAX_PRICE = Decimal(1_000_000)
 
@@ -23,6 +29,11 @@ def _text(d: Decimal | None) -> str | None:
         return None
     n = d.normalize()
     return format(n, "f") if n else "0"
+
+
+def _exact(d: Decimal) -> Decimal:
+    """The same value without the column's trailing zeros (``2.500000000000000`` -> ``2.5``)."""
+    return Decimal(_text(d) or "0")
 
 
 def to_price(row: PriceRow) -> Price:
@@ -118,3 +129,46 @@ async def apply_file(session: AsyncSession, specs: list[PriceCreate], *, dry_run
         if not dry_run:
             have.append(await add_price(session, spec))
     return changes
+
+
+# --------------------------------------------------------------------------- the copy admission charges with
+def admission_schedule(rows: Iterable[PriceRow], *, now: dt.datetime) -> dict[str, list[inference_api.ModelPrice]]:
+    """Per model, the entries spend limits may still charge with: for the model and for each deployment
+    with entries of its own, the one in force at ``now`` and every later one (older ones never apply
+    again)."""
+    by_key: dict[tuple[str, str], list[PriceRow]] = {}
+    for row in rows:
+        by_key.setdefault((row.model, row.deployment or ""), []).append(row)
+    out: dict[str, list[inference_api.ModelPrice]] = {}
+    for (model, deployment), entries in sorted(by_key.items()):
+        entries.sort(key=lambda r: (r.effective_from, r.id), reverse=True)
+        keep = []
+        for r in entries:
+            keep.append(r)
+            if r.effective_from <= now:
+                break
+        out.setdefault(model, []).extend(inference_api.ModelPrice(
+            id=r.id, deployment=deployment, input_per_mtok=_exact(r.input_per_mtok),
+            cached_input_per_mtok=None if r.cached_input_per_mtok is None else _exact(r.cached_input_per_mtok),
+            output_per_mtok=_exact(r.output_per_mtok), effective_from=r.effective_from) for r in keep)
+    return out
+
+
+async def admission_prices(session: AsyncSession, *, models: Iterable[str] | None = None,
+                           now: dt.datetime | None = None) -> dict[str, list[inference_api.ModelPrice]]:
+    """``admission_schedule`` of the book (of ``models`` only, when given)."""
+    wanted = None if models is None else set(models)
+    rows = [r for r in await repository.list_prices(session, None) if wanted is None or r.model in wanted]
+    return admission_schedule(rows, now=now or utcnow())
+
+
+async def publish_admission_prices(uow: Callable[[], AbstractAsyncContextManager[Any]], catalog: Any,
+                                   prices: dict[str, list[inference_api.ModelPrice]]) -> list[str]:
+    """Hand the prices to ``inference`` (which keeps the copy admission reads); a failure is logged, not
+    raised: the worker's periodic sync brings the copy up to date."""
+    try:
+        return await inference_api.set_admission_prices(uow, catalog, prices)
+    except Exception:
+        log.warning("admission prices of %s not updated yet; the worker's sync retries", sorted(prices),
+                    exc_info=True)
+        return []

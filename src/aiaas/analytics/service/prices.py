@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-MILLION = Decimal(1_000_000)
+from aiaas.kernel import money
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,15 +24,11 @@ class PriceEntry:
 
 
 def cost(price: PriceEntry, *, prompt_tokens: int, cached_prompt_tokens: int, completion_tokens: int) -> Decimal:
-    """What a request costs at ``price``: uncached prompt tokens at the input price, cached ones at the
-    cached-input price (the input price when there is none), completion tokens (reasoning included) at
-    the output price."""
-    cached = min(max(cached_prompt_tokens, 0), max(prompt_tokens, 0))
-    uncached = max(prompt_tokens, 0) - cached
-    cached_price = price.cached_input_per_mtok if price.cached_input_per_mtok is not None else price.input_per_mtok
-    total = (uncached * price.input_per_mtok + cached * cached_price
-             + max(completion_tokens, 0) * price.output_per_mtok)
-    return total / MILLION
+    """What a request costs at ``price`` (``kernel.money.cost_usd``: cached prompt tokens at the cached-input
+    price, the input price when there is none)."""
+    return money.cost_usd(input_per_mtok=price.input_per_mtok, cached_input_per_mtok=price.cached_input_per_mtok,
+                          output_per_mtok=price.output_per_mtok, prompt_tokens=prompt_tokens,
+                          cached_prompt_tokens=cached_prompt_tokens, completion_tokens=completion_tokens)
 
 
 class PriceBook:
@@ -50,13 +46,4 @@ class PriceBook:
         """The entry in force for ``model`` on ``deployment`` at ``at``: the deployment's own entry when
         one is in force, else the model's; None when the model has no price then (the request is
         unpriced, never free)."""
-        candidates = self._by_model.get(model, ())
-        fallback = None
-        for e in candidates:
-            if e.effective_from > at:
-                continue
-            if deployment and e.deployment == deployment:
-                return e
-            if e.deployment == "" and fallback is None:
-                fallback = e
-        return fallback
+        return money.in_force(self._by_model.get(model, ()), deployment, at)

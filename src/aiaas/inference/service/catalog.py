@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, suppress
 
 import msgspec
@@ -29,6 +29,7 @@ from aiaas.inference.schemas import (
     Deployment,
     DeploymentSpec,
     ModelAccess,
+    ModelPrice,
     ModelSpec,
     ModelUpdate,
     OrgModelAccess,
@@ -51,9 +52,17 @@ SessionScope = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 # --- rows <-> structs ---
 
 
-def to_catalog_model(row: ModelRow) -> CatalogModel:
-    """The cached/public form of a model row (deployments loaded)."""
-    return CatalogModel(
+_prices_type = list[ModelPrice]
+
+
+def decode_prices(raw: list[dict[str, object]] | None) -> list[ModelPrice]:
+    """Stored prices (JSON) as structs."""
+    return msgspec.convert(raw or [], _prices_type)
+
+
+def to_catalog_model(row: ModelRow, prices: list[ModelPrice] | None = None) -> CatalogModel:
+    """The cached/public form of a model row (deployments loaded) with its prices."""
+    return CatalogModel(prices=prices or [],
         id=str(row.id), name=row.name, owned_by=row.owned_by, capabilities=list(row.capabilities),
         context_length=row.context_length, created=int(row.created_at.timestamp()), managed_by=row.managed_by,
         deployments=[Deployment(
@@ -100,15 +109,41 @@ def _deployment_rows(specs: list[DeploymentSpec]) -> list[DeploymentRow]:
 
 async def list_models(*, session: AsyncSession) -> list[CatalogModel]:
     """Every model of the catalog."""
-    return [to_catalog_model(r) for r in await repository.list_models(session)]
+    prices = await repository.get_prices(session)
+    return [to_catalog_model(r, decode_prices(prices.get(r.name))) for r in await repository.list_models(session)]
+
+
+async def _with_prices(session: AsyncSession, row: ModelRow) -> CatalogModel:
+    prices = await repository.get_prices(session, [row.name])
+    return to_catalog_model(row, decode_prices(prices.get(row.name)))
+
+
+async def find_model(*, session: AsyncSession, name: str) -> CatalogModel | None:
+    """One model by public name, None when the catalog has none of that name."""
+    row = await repository.get_model(session, name)
+    return await _with_prices(session, row) if row is not None else None
 
 
 async def get_model(*, session: AsyncSession, name: str) -> CatalogModel:
     """One model by public name."""
-    row = await repository.get_model(session, name)
-    if row is None:
+    model = await find_model(session=session, name=name)
+    if model is None:
         raise NotFound(f"model {name!r} is not in the catalog", code="model_not_found")
-    return to_catalog_model(row)
+    return model
+
+
+async def set_prices(*, session: AsyncSession, prices: Mapping[str, list[ModelPrice]]) -> list[str]:
+    """Make ``prices[model]`` the prices spend limits charge each model with; returns the models whose
+    prices changed."""
+    stored = await repository.get_prices(session, list(prices))
+    changed = []
+    for model, entries in sorted(prices.items()):
+        ordered = sorted(entries, key=lambda p: (p.effective_from, p.id), reverse=True)
+        if model in stored and decode_prices(stored[model]) == ordered:
+            continue
+        await repository.put_prices(session, model, msgspec.to_builtins(ordered))
+        changed.append(model)
+    return changed
 
 
 async def create_model(*, session: AsyncSession, spec: ModelSpec, managed_by: str = "api") -> CatalogModel:
@@ -121,7 +156,7 @@ async def create_model(*, session: AsyncSession, spec: ModelSpec, managed_by: st
     await repository.add_model(session, row)
     row = await repository.get_model(session, spec.name)
     assert row is not None
-    return to_catalog_model(row)
+    return await _with_prices(session, row)
 
 
 async def replace_model(*, session: AsyncSession, name: str, update: ModelUpdate,
@@ -138,7 +173,7 @@ async def replace_model(*, session: AsyncSession, name: str, update: ModelUpdate
     session.expunge(row)
     fresh = await repository.get_model(session, name)
     assert fresh is not None
-    return to_catalog_model(fresh)
+    return await _with_prices(session, fresh)
 
 
 async def delete_model(*, session: AsyncSession, name: str) -> None:
@@ -254,8 +289,7 @@ class CatalogCache:
     async def _lookup_db(self, name: str, org_id: str | None) -> Lookup:
         oid = _maybe_uuid(org_id)
         async with self._sessions() as session:
-            row = await repository.get_model(session, name)
-            model = to_catalog_model(row) if row else None
+            model = await find_model(session=session, name=name)
             org_models = await _read_access(session, oid) if oid else None
         return Lookup(model, org_models, None)
 
@@ -269,8 +303,7 @@ class CatalogCache:
     async def load_model(self, name: str, *, fill_errors_ok: bool = False) -> CatalogModel | None:
         """Read one model from PostgreSQL and cache it (or its absence)."""
         async with self._sessions() as session:
-            row = await repository.get_model(session, name)
-            model = to_catalog_model(row) if row else None
+            model = await find_model(session=session, name=name)
         if model is None:
             await self._fill(self.model_key(name), _MISSING, _NEGATIVE_TTL, errors_ok=fill_errors_ok)
         else:
