@@ -20,10 +20,13 @@ class CompletionRecorded(Event, frozen=True, kw_only=True):
     Schema 2 added ``cached_prompt_tokens`` (part of ``prompt_tokens``) and ``reasoning_tokens`` (part of
     ``completion_tokens``), both 0 when the upstream did not report them: a schema-1 consumer ignores the
     new fields (unknown fields are skipped), and a schema-1 event decodes here with both at 0.
+    Schema 3 added ``charged_nano_usd``: what the org's monthly spend limit is charged (the exact cost at
+    the model's price when the request was admitted, in nano-USD rounded up; 0 when unpriced); an older
+    event charges nothing.
     """
 
     routing_key: ClassVar[str] = "completion.recorded"
-    schema_version: int = 2
+    schema_version: int = 3
 
     request_id: str
     org_id: str
@@ -47,3 +50,4 @@ class CompletionRecorded(Event, frozen=True, kw_only=True):
     started_at: dt.datetime | None = None
     cached_prompt_tokens: int = 0
     reasoning_tokens: int = 0
+    charged_nano_usd: int = 0

@@ -46,6 +46,7 @@ async def admit(
     choices: int = 1,
     policy: UsagePolicy | None = None,
     policies: PolicyStore | None = None,
+    spend_rate: tuple[int, int] | None = None,
 ) -> Admission:
     """Admit one inference request or refuse it, in one atomic Redis script.
 
@@ -56,7 +57,10 @@ async def admit(
     Checks RPM and TPM of the API key (its ``rpm_limit``/``tpm_limit``) and of the org (``policy``), and
     reserves the request's maximum cost (``estimated_prompt_tokens + choices * max_tokens``, with the
     policy's ``default_max_tokens`` when the request sets none; ``choices`` is how many completions the
-    upstream is asked for, OpenAI's ``n``) against the org's monthly budget. Either everything is charged
+    upstream is asked for, OpenAI's ``n``) against the org's monthly budget, and, when ``spend_rate`` gives the
+    model's price (pico-USD per prompt and per completion token, rounded up; None: unpriced), that many
+    tokens' cost against the org's monthly spend limit (the worker settles ``CompletionRecorded.
+    charged_nano_usd``). Either everything is charged
     or nothing is; arguments out of range (negative, or above ``MAX_ADMITTED_TOKENS``) raise
     ``BadRequest`` before Redis is touched. Everything it decides on is in its arguments and in ``usage``'s
     own keys: whether the caller may use ``model`` at all is the caller's to check first.
@@ -70,7 +74,7 @@ async def admit(
     """
     return await service.admit(redis, keys, principal=principal, model=model,
                                estimated_prompt_tokens=estimated_prompt_tokens, max_tokens=max_tokens,
-                               choices=choices, policy=policy, policies=policies)
+                               choices=choices, policy=policy, policies=policies, spend_rate=spend_rate)
 
 
 def ready_state(checks: Mapping[str, str] | None = None) -> Mapping[str, str]:

@@ -14,6 +14,11 @@ nothing, every limit that applies:
   per reservation; a sorted set orders reservations by expiry. A request is admitted only when
   ``used + reserved + cost <= budget`` after expired reservations are released, so concurrent requests
   can never overrun the budget beyond what was reserved.
+* **Spend**, the org's monthly limit in nano-USD (``kernel.money``), in the same hash as its token quota:
+  ``spent`` (settled), ``spend_reserved`` (held by requests in flight) and one ``m:<id>`` field per
+  reservation, released with the token reservation of the same id. A request reserves its maximum cost at
+  the model's price (the caller passes the price per token; unpriced requests reserve nothing) and is
+  admitted only when ``spent + spend_reserved + cost <= limit``.
 
 ``SETTLE`` runs once per completed request (guarded by a per-event marker, so redelivery changes
 nothing): it corrects the request's TPM charge to the real token count, releases its reservation and
@@ -46,20 +51,22 @@ WINDOW_MS = 60_000
 # ARGV: reservation id, window ms, reservation ttl ms, prompt tokens, max_tokens (-1 = none: the policy's
 # default_max_tokens), quota keys' expiry (ms epoch), has key (0/1), key rpm, key tpm (-1 = no limit), then
 # the policy JSON, or '' to read it from KEYS[1], then the number of choices the completion cap is
-# multiplied by (OpenAI's ``n``; absent = 1). The monthly quota is the org's (no key has a budget of its
-# own), so a key's request touches only its rate windows.
-# Returns {admitted, reason, retry_ms, lreq, rreq, treq, ltok, rtok, ttok, cost, completion, too_large_tpm}
-# with reason '' (admitted), 'rpm', 'tpm', 'quota', 'too_large:<scope>' (cost exceeds a whole TPM limit;
+# multiplied by (OpenAI's ``n``; absent = 1), then the price per prompt and per completion token in
+# pico-USD (-1 or absent = unpriced). The monthly quota is the org's (no key has a budget of its own), so
+# a key's request touches only its rate windows.
+# Returns {admitted, reason, retry_ms, lreq, rreq, treq, ltok, rtok, ttok, cost, completion, too_large_tpm,
+# spend_cost_nusd, spend_limit_nusd, spend_used_nusd}
+# with reason '' (admitted), 'rpm', 'tpm', 'quota', 'spend', 'too_large:<scope>' (cost exceeds a whole TPM limit;
 # nothing charged), 'no_policy' (KEYS[1] absent or unreadable: nothing read or charged; call again with
 # the policy in ARGV) or 'invalid' (a number out of range); nothing is charged for any of these.
 ADMIT = """
 local praw = ARGV[10]
 if praw == '' then
   praw = redis.call('GET', KEYS[1])
-  if not praw then return {0, 'no_policy', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1} end
+  if not praw then return {0, 'no_policy', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1, 0, -1, 0} end
 end
 local okp, policy = pcall(cjson.decode, praw)
-if not okp or type(policy) ~= 'table' then return {0, 'no_policy', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1} end
+if not okp or type(policy) ~= 'table' then return {0, 'no_policy', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1, 0, -1, 0} end
 local function lim(v)
   if v == nil or v == cjson.null then return -1 end
   return tonumber(v)
@@ -79,15 +86,34 @@ local function bad(v, low)
   return v == nil or v ~= v or v < low or v > 1099511627776 or math.floor(v) ~= v
 end
 if bad(prompt, 0) or bad(completion, -1) or bad(choices, 1) or choices > 128 then
-  return {0, 'invalid', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1}
+  return {0, 'invalid', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1, 0, -1, 0}
 end
 if completion < 0 then completion = lim(policy['default_max_tokens']) end
-if bad(completion, -1) then return {0, 'invalid', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1} end
+if bad(completion, -1) then return {0, 'invalid', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1, 0, -1, 0} end
 if completion < 0 then completion = 4096 end
 completion = completion * choices
 local cost = prompt + completion
 local quota_expire_at = tonumber(ARGV[6])
 local has_key = ARGV[7] == '1'
+
+-- Spend: the request's maximum cost in nano-USD (rounded up) at the prices given, when the org has a
+-- limit. Exact while the cost in pico-USD stays below 2^53; above, a per-token price rounded up to a
+-- nano-USD still bounds it. A cost beyond any limit (at most 9e15) is refused below without a write.
+local pin, pout = tonumber(ARGV[12] or '-1'), tonumber(ARGV[13] or '-1')
+if pin == nil or pout == nil or pin ~= pin or pout ~= pout or pin > 1e12 or pout > 1e12
+    or math.floor(pin) ~= pin or math.floor(pout) ~= pout then
+  return {0, 'invalid', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1, 0, -1, 0}
+end
+local spend_limit = lim(policy['spend_limit_nusd'])
+local spend = 0
+if spend_limit >= 0 and pin >= 0 and pout >= 0 then
+  local pico = prompt * pin + completion * pout
+  if pico < 9007199254740992 then
+    spend = math.ceil(pico / 1000)
+  else
+    spend = prompt * math.ceil(pin / 1000) + completion * math.ceil(pout / 1000)
+  end
+end
 
 -- Scopes in order: rate (key, then org), quota (org, then key); a scope without any limit is skipped.
 local rate, quota = {}, {}
@@ -104,7 +130,7 @@ quota[1] = {KEYS[4], KEYS[5], lim(policy['monthly_token_budget'])}
 for i = 1, #rate do
   local tpm = rate[i][5]
   if tpm >= 0 and tpm < cost then
-    return {0, 'too_large:' .. rate[i][1], 0, -1, -1, 0, -1, -1, 0, cost, completion, tpm}
+    return {0, 'too_large:' .. rate[i][1], 0, -1, -1, 0, -1, -1, 0, cost, completion, tpm, 0, -1, 0}
   end
 end
 
@@ -134,6 +160,11 @@ local function purge_reservations(Q, R)
     if amt then
       redis.call('HINCRBY', Q, 'reserved', 0 - amt)
       redis.call('HDEL', Q, f)
+    end
+    local m = tonumber(redis.call('HGET', Q, 'm:' .. old[j]))
+    if m then
+      redis.call('HINCRBY', Q, 'spend_reserved', 0 - m)
+      redis.call('HDEL', Q, 'm:' .. old[j])
     end
   end
   redis.call('ZREM', R, unpack(old))
@@ -191,6 +222,18 @@ for i = 1, #quota do
   end
 end
 
+-- An unpriced request is not counted against the limit (the read side counts it as unpriced), so it is
+-- not refused by it either.
+local spent = 0
+if spend_limit >= 0 and pin >= 0 and pout >= 0 then
+  spent = (tonumber(redis.call('HGET', KEYS[4], 'spent')) or 0)
+          + (tonumber(redis.call('HGET', KEYS[4], 'spend_reserved')) or 0)
+  if spent + spend > spend_limit and not refused then
+    refused = 'spend'
+    retry = -1
+  end
+end
+
 local admitted = (refused == nil)
 for i = 1, #rate do
   local W, T, rpm, tpm = rate[i][2], rate[i][3], rate[i][4], rate[i][5]
@@ -225,9 +268,15 @@ if admitted then
     redis.call('PEXPIREAT', Q, quota_expire_at)
     redis.call('PEXPIREAT', R, quota_expire_at)
   end
+  if spend > 0 then
+    redis.call('HINCRBY', KEYS[4], 'spend_reserved', spend)
+    redis.call('HSET', KEYS[4], 'm:' .. rid, spend)
+  end
 end
 
-return {admitted and 1 or 0, refused or '', retry, lreq, rreq, treq, ltok, rtok, ttok, cost, completion, -1}
+-- A reply integer must fit 64 bits: a cost beyond any limit is reported as 2^53.
+return {admitted and 1 or 0, refused or '', retry, lreq, rreq, treq, ltok, rtok, ttok, cost, completion, -1,
+        math.min(spend, 9007199254740992), spend_limit, spent}
 """
 ADMIT_SCRIPT = script(ADMIT)
 
@@ -238,6 +287,7 @@ local actual = tonumber(ARGV[2])
 local nrate = tonumber(ARGV[4])
 local nquota = tonumber(ARGV[5])
 local quota_expire_at = tonumber(ARGV[6])
+local charge = tonumber(ARGV[7] or '0')
 if rid ~= '' then
   for i = 0, nrate - 1 do
     local T = KEYS[3 + 2 * i]
@@ -258,8 +308,14 @@ for i = 0, nquota - 1 do
       redis.call('HDEL', Q, f)
       redis.call('ZREM', R, rid)
     end
+    local m = tonumber(redis.call('HGET', Q, 'm:' .. rid))
+    if m then
+      redis.call('HINCRBY', Q, 'spend_reserved', 0 - m)
+      redis.call('HDEL', Q, 'm:' .. rid)
+    end
   end
   redis.call('HINCRBY', Q, 'used', actual)
+  if charge > 0 then redis.call('HINCRBY', Q, 'spent', charge) end
   redis.call('PEXPIREAT', Q, quota_expire_at)
 end
 return 1

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, Index, Integer, SmallInteger, String, func
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Index, Integer, Numeric, SmallInteger, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from aiaas.kernel.db import context_base
@@ -61,7 +62,8 @@ class RequestRecord(Base):
 
 
 class OrgPolicy(Base):
-    """An organization's usage policy: its rate limits, monthly token budget and Redis-outage behaviour."""
+    """An organization's usage policy: its rate limits, monthly token budget and spend limit (USD), and
+    Redis-outage behaviour."""
 
     __tablename__ = "org_policies"
 
@@ -69,6 +71,7 @@ class OrgPolicy(Base):
     rpm_limit: Mapped[int | None] = mapped_column(Integer)
     tpm_limit: Mapped[int | None] = mapped_column(BigInteger)
     monthly_token_budget: Mapped[int | None] = mapped_column(BigInteger)
+    monthly_spend_limit_usd: Mapped[Decimal | None] = mapped_column(Numeric(16, 9))
     default_max_tokens: Mapped[int] = mapped_column(Integer, default=4096)
     redis_failure_mode: Mapped[str] = mapped_column(String(8), default="closed")
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),

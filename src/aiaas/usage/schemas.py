@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Annotated, Literal
 
 import msgspec
@@ -13,13 +14,15 @@ _NonNegative = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 
 
 class UsagePolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """An org's limits: requests and tokens per minute, monthly token budget (None = unlimited), and
-    what the streamer does while Redis is unreachable (``closed``: 503, ``open``: serve, count later)."""
+    """An org's limits: requests and tokens per minute, monthly token budget and monthly spend limit in
+    USD (a decimal string; None = unlimited), and what the streamer does while Redis is unreachable
+    (``closed``: 503, ``open``: serve, count later)."""
 
     org_id: str
     rpm_limit: int | None = None
     tpm_limit: int | None = None
     monthly_token_budget: int | None = None
+    monthly_spend_limit_usd: str | None = None
     default_max_tokens: int = 4096
     redis_failure_mode: FailureMode = "closed"
 
@@ -30,11 +33,14 @@ class UsagePolicy(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class UsagePolicyUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Body of ``PUT /v1/orgs/{org_id}/usage-policy``: the whole policy (omitted limits mean unlimited)."""
+    """Body of ``PUT /v1/orgs/{org_id}/usage-policy``: the whole policy (omitted limits mean unlimited).
+    ``monthly_spend_limit_usd`` is USD (a number or a decimal string, at most 9 decimals, at most
+    9,000,000); requests of models without a price are not charged against it."""
 
     rpm_limit: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] | None = None
     tpm_limit: Annotated[int, msgspec.Meta(ge=1, le=2**40)] | None = None
     monthly_token_budget: _NonNegative | None = None
+    monthly_spend_limit_usd: Decimal | None = None
     default_max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 4096
     redis_failure_mode: FailureMode = "closed"
 

@@ -136,11 +136,20 @@ class TestPolicy:
             r = await c.get(f"/v1/orgs/{org}/usage-policy")
             assert r.json()["redis_failure_mode"] == "closed" and r.json()["rpm_limit"] is None
             body = {"rpm_limit": 60, "tpm_limit": 90000, "monthly_token_budget": 1_000_000,
-                    "redis_failure_mode": "open"}
+                    "monthly_spend_limit_usd": "250.50", "redis_failure_mode": "open"}
             r = await c.put(f"/v1/orgs/{org}/usage-policy", json=body)
             assert r.status_code == 200, r.text
             r = await c.get(f"/v1/orgs/{org}/usage-policy")
-            assert r.json() | {} == {"org_id": org, "default_max_tokens": 4096, **body}
+            assert r.json() | {} == {"org_id": org, "default_max_tokens": 4096, **body,
+                                     "monthly_spend_limit_usd": "250.5"}
+            # A JSON number is taken too; limits out of range are a 400 naming the field, and change nothing.
+            r = await c.put(f"/v1/orgs/{org}/usage-policy", json={**body, "monthly_spend_limit_usd": 12.25})
+            assert r.status_code == 200 and r.json()["monthly_spend_limit_usd"] == "12.25", r.text
+            for bad in ("-1", "9000001", "0.0000000001", "NaN", "ten dollars"):
+                r = await c.put(f"/v1/orgs/{org}/usage-policy", json={**body, "monthly_spend_limit_usd": bad})
+                assert r.status_code in (400, 422), (bad, r.text)
+                assert "monthly_spend_limit_usd" in r.json()["detail"]
+            assert (await c.get(f"/v1/orgs/{org}/usage-policy")).json()["monthly_spend_limit_usd"] == "12.25"
             assert (await c.put(f"/v1/orgs/{org}/usage-policy", json={"rpm_limit": 0})).status_code in (400, 422)
             assert (await c.put(f"/v1/orgs/{org}/usage-policy", json={"bogus": 1})).status_code in (400, 422)
             other = str(uuid.uuid4())

@@ -28,13 +28,15 @@ class Admitter:
         self._policies = policies
 
     async def admit(self, *, principal: Principal, model: str, estimated_prompt_tokens: int,
-                    max_tokens: int | None, choices: int = 1) -> Admission:
+                    max_tokens: int | None, choices: int = 1,
+                    spend_rate: tuple[int, int] | None = None) -> Admission:
         """Admit (or refuse with 429/503) one request of ``principal`` for ``model``.
 
         ``estimated_prompt_tokens`` comes from ``tokens.estimate_tokens``; ``max_tokens`` is the client's
         cap on completion tokens (None when it set none: the policy's ``default_max_tokens`` is reserved),
-        reserved ``choices`` times (the completions asked for, OpenAI's ``n``).
+        reserved ``choices`` times (the completions asked for, OpenAI's ``n``); ``spend_rate`` is the
+        model's price to reserve the org's spend limit with (``pricing.reservation_rate``; None: unpriced).
         """
         return await usage_api.admit(self._redis, self._keys, principal=principal, model=model,
                                      estimated_prompt_tokens=estimated_prompt_tokens, max_tokens=max_tokens,
-                                     choices=choices, policies=self._policies)
+                                     choices=choices, spend_rate=spend_rate, policies=self._policies)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from aiaas.inference.providers.base import EventStream, UpstreamReply
-from aiaas.inference.schemas import ResponsePeek, Usage
+from aiaas.inference.schemas import ModelPrice, ResponsePeek, Usage
 from aiaas.inference.service.tokens import estimate_tokens
 from aiaas.kernel.errors import AppError
 from aiaas.kernel.events import utcnow
@@ -79,6 +79,7 @@ class Routed:
     events: EventStream | None = None
     error: AppError | None = None
     error_type: str | None = None  # the last upstream failure's kind, when one failed
+    price: ModelPrice | None = None  # what spend limits charge it (the answering deployment's price)
 
     @property
     def headers(self) -> dict[str, str]:

@@ -17,6 +17,7 @@ which does the accounting (metrics, the GenAI span, the ``CompletionRecorded`` e
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -27,7 +28,7 @@ import msgspec
 from aiaas.inference.events import CompletionRecorded
 from aiaas.inference.providers.base import Call, UpstreamFailure
 from aiaas.inference.schemas import CatalogModel, Deployment
-from aiaas.inference.service import metrics, telemetry
+from aiaas.inference.service import metrics, pricing, telemetry
 from aiaas.inference.service.admission import Admitter
 from aiaas.inference.service.calls import Caller, Outcome, Routed, Tally, Upstream
 from aiaas.inference.service.catalog import CatalogCache
@@ -80,7 +81,7 @@ class Gateway:
         try:
             model, breaker = await self._resolve(principal, parsed)
             routed = replace(routed, known=True)
-            admission = await self._admit(principal, parsed)
+            admission = await self._admit(principal, parsed, model, caller.started_at)
             routed = replace(routed, admission=admission)
             return await self._attempts(routed, parsed, model, breaker)
         except AppError as exc:
@@ -102,12 +103,14 @@ class Gateway:
                              code="unsupported_endpoint", param="model")
         return model, decode_state(found.breaker_raw)
 
-    async def _admit(self, principal: Principal, parsed: Parsed) -> usage_api.Admission:
+    async def _admit(self, principal: Principal, parsed: Parsed, model: CatalogModel,
+                     at: dt.datetime) -> usage_api.Admission:
         # Embeddings produce no completion tokens: reserve the input only, not the default completion cap.
         max_tokens = 0 if parsed.endpoint == "embeddings" else parsed.max_tokens
         return await self._admitter.admit(principal=principal, model=parsed.model, max_tokens=max_tokens,
                                           choices=parsed.choices,
-                                          estimated_prompt_tokens=parsed.estimated_prompt_tokens)
+                                          estimated_prompt_tokens=parsed.estimated_prompt_tokens,
+                                          spend_rate=pricing.reservation_rate(model, at))
 
     async def _attempts(self, routed: Routed, parsed: Parsed, model: CatalogModel, breaker: BreakerState) -> Routed:
         loop = asyncio.get_running_loop()
@@ -151,7 +154,8 @@ class Gateway:
                 if half_open:  # the probe is over: the next one may go after the next cool-down
                     await self.breakers.release_probe(dep)
             metrics.TTFB.labels(model.name, dep.name).observe(time.perf_counter() - started)
-            answered = replace(routed, upstream=_upstream(dep, routed.caller), reply=reply, events=events)
+            answered = replace(routed, upstream=_upstream(dep, routed.caller), reply=reply, events=events,
+                               price=pricing.price_of(model, dep.name, routed.caller.started_at))
             if dep.id in breaker:
                 try:
                     await self.breakers.success(model.name, dep, breaker)

@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from aiaas.inference.events import CompletionRecorded
-from aiaas.inference.service import metrics
+from aiaas.inference.service import metrics, pricing
 from aiaas.inference.service.calls import Outcome, Routed
 
 UNKNOWN_MODEL_LABEL = "<unknown>"
@@ -34,12 +34,14 @@ def event(routed: Routed, outcome: Outcome) -> CompletionRecorded:
     c = routed.caller
     up = routed.upstream
     prompt, completion = tokens(routed, outcome)
+    cached = outcome.cached_prompt_tokens if outcome.usage_given else 0
     return CompletionRecorded(
         request_id=c.request_id, org_id=c.org_id, user_id=c.user_id, key_id=c.key_id, endpoint=c.endpoint,
         model=routed.model, deployment=up.deployment if up else None, provider=up.provider if up else None,
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-        cached_prompt_tokens=outcome.cached_prompt_tokens if outcome.usage_given else 0,
-        reasoning_tokens=outcome.reasoning_tokens if outcome.usage_given else 0,
+        cached_prompt_tokens=cached, reasoning_tokens=outcome.reasoning_tokens if outcome.usage_given else 0,
+        charged_nano_usd=pricing.charge(routed.price, prompt_tokens=prompt, cached_prompt_tokens=cached,
+                                        completion_tokens=completion),
         ttfb_ms=round(up.ttfb * 1000, 3) if up else None, latency_ms=round((outcome.ended - c.started) * 1000, 3),
         status=outcome.status, http_status=outcome.http_status, finish_reason=outcome.finish_reason,
         error_type=outcome.error_type, stream=routed.stream,

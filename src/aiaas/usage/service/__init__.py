@@ -12,6 +12,7 @@ from aiaas.usage.service.admission import (
     admit,
     quota_usage,
     settle,
+    spend_usage,
 )
 from aiaas.usage.service.health import HEALTH, LimiterHealth
 from aiaas.usage.service.keys import policy_key, quota_key, quota_keys, window_keys
@@ -68,6 +69,7 @@ __all__ = [
     "record_completions",
     "replay_completions",
     "settle",
+    "spend_usage",
     "validate_filter",
     "window_keys",
 ]

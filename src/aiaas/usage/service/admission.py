@@ -10,6 +10,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from aiaas.inference.events import CompletionRecorded
+from aiaas.kernel import money
 from aiaas.kernel.errors import BadRequest, ServiceUnavailable, TooManyRequests
 from aiaas.kernel.redis import Keys, RedisClient, RedisUnavailable
 from aiaas.kernel.security import Principal
@@ -28,6 +29,9 @@ ADMISSIONS = Counter("aiaas_usage_admissions_total", "Admission decisions by out
 
 RESERVATION_TTL_MS = 15 * 60 * 1000  # longer than the longest stream we serve
 SETTLED_MARKER_TTL_MS = 40 * 24 * 3600 * 1000  # outlives any redelivery or replay
+# A settlement never adds more than this (2**53 nano-USD, about 9 million USD: above any spend limit), so a
+# malformed event cannot push the script's arithmetic past what a double holds exactly.
+MAX_CHARGE_NANO_USD = 2**53
 
 
 # --------------------------------------------------------------------------- Redis health for /ready
@@ -77,6 +81,7 @@ async def admit(
     choices: int = 1,
     policy: UsagePolicy | None = None,
     policies: PolicyStore | None = None,
+    spend_rate: tuple[int, int] | None = None,
 ) -> Admission:
     """Check and charge every limit of the request in one atomic script; see ``usage.api.admit``.
 
@@ -88,6 +93,7 @@ async def admit(
         raise TypeError("admit() takes exactly one of policy= and policies=")
     org_id = principal.org_id or (policy.org_id if policy is not None else "")
     prompt, completion_arg, choices = _admission_numbers(estimated_prompt_tokens, max_tokens, choices)
+    price_in, price_out = _spend_rate(spend_rate)
 
     rid = limiter.new_reservation_id()
     now = limiter.month_of_reservation(rid)
@@ -105,10 +111,12 @@ async def admit(
 
     try:
         res = await limiter.ADMIT_SCRIPT(redis, script_keys, *argv,
-                                         encode_policy(policy) if policy is not None else "", choices)
+                                         encode_policy(policy) if policy is not None else "", choices,
+                                         price_in, price_out)
         if _s(res[1]) == "no_policy" and policies is not None:
             policy = await policies.load(org_id)
-            res = await limiter.ADMIT_SCRIPT(redis, script_keys, *argv, encode_policy(policy), choices)
+            res = await limiter.ADMIT_SCRIPT(redis, script_keys, *argv, encode_policy(policy), choices,
+                                             price_in, price_out)
     except RedisUnavailable as exc:
         HEALTH.failed()
         if policy is None and policies is not None:
@@ -147,6 +155,18 @@ async def admit(
             code="insufficient_quota",
             headers={**headers, "Retry-After": str(limiter.retry_after_seconds(wait * 1000))},
         )
+    if reason == "spend":
+        ADMISSIONS.labels("insufficient_quota").inc()
+        wait = (limiter.month_end(now) - now).total_seconds()
+        spend, limit, used = int(res[12]), int(res[13]), int(res[14])
+        raise TooManyRequests(
+            f"You exceeded your organization's monthly spend limit of ${money.usd_text(limit)} "
+            f"(${money.usd_text(used)} spent or held by requests in flight): this request may cost up to "
+            f"${money.usd_text(spend)} (prompt {prompt} + completions {completion} tokens at the model's price). "
+            "The limit renews at the start of next month (UTC).",
+            code="insufficient_quota",
+            headers={**headers, "Retry-After": str(limiter.retry_after_seconds(wait * 1000))},
+        )
     if reason not in ("rpm", "tpm"):  # pragma: no cover - the script returns no other reason
         raise RuntimeError(f"admission script refused for an unknown reason {reason!r}")
     ADMISSIONS.labels("rate_limited").inc()
@@ -156,6 +176,19 @@ async def admit(
         code="rate_limit_exceeded",
         headers={**headers, "Retry-After": str(limiter.retry_after_seconds(retry_ms))},
     )
+
+
+# A price per token at most 1 USD (the price book's maximum, a million USD per million tokens).
+MAX_PICO_USD_PER_TOKEN = 10**12
+
+
+def _spend_rate(rate: tuple[int, int] | None) -> tuple[int, int]:
+    if rate is None:
+        return -1, -1
+    price_in, price_out = (int(v) for v in rate)
+    if not (0 <= price_in <= MAX_PICO_USD_PER_TOKEN and 0 <= price_out <= MAX_PICO_USD_PER_TOKEN):
+        raise ValueError(f"spend rate {rate!r} out of range (pico-USD per token, 0..{MAX_PICO_USD_PER_TOKEN})")
+    return price_in, price_out
 
 
 def _lim(value: int | None) -> int:
@@ -181,10 +214,17 @@ async def settle(redis: RedisClient, keys: Keys, events: Sequence[CompletionReco
         for scope, ident in rate:
             script_keys.extend(window_keys(keys, ev.org_id, scope, ident))
         script_keys.extend(quota_keys(keys, ev.org_id, "org", ev.org_id, month))
+        charge = min(max(int(ev.charged_nano_usd), 0), MAX_CHARGE_NANO_USD)
         pipe.eval(limiter.SETTLE, len(script_keys), *script_keys, rid, ev.total_tokens, SETTLED_MARKER_TTL_MS,
-                  len(rate), 1, limiter.quota_expire_at_ms(at))
+                  len(rate), 1, limiter.quota_expire_at_ms(at), charge)
     results = await pipe.execute()
     return sum(int(r) for r in results)
+
+
+async def spend_usage(redis: RedisClient, keys: Keys, *, org_id: str, at: dt.datetime) -> tuple[int, int]:
+    """``(spent, reserved)`` nano-USD of the org's monthly spend limit for the month of ``at``."""
+    spent, reserved = await redis.hmget(quota_key(keys, org_id, "org", org_id, at), ["spent", "spend_reserved"])
+    return int(spent or 0), int(reserved or 0)
 
 
 async def quota_usage(redis: RedisClient, keys: Keys, *, org_id: str, scope: str, ident: str,

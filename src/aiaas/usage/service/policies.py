@@ -6,10 +6,12 @@ import logging
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, suppress
+from decimal import Decimal
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aiaas.kernel import money
 from aiaas.kernel.errors import BadRequest
 from aiaas.kernel.redis import Keys, RedisClient, RedisUnavailable
 from aiaas.usage import repository
@@ -30,11 +32,19 @@ SessionFactory = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 def _policy(org_id: str, row: OrgPolicy | None, default_mode: str) -> UsagePolicy:
     if row is None:
         return UsagePolicy(org_id=org_id, redis_failure_mode=default_mode)  # type: ignore[arg-type]
+    spend = row.monthly_spend_limit_usd
     return UsagePolicy(
         org_id=org_id, rpm_limit=row.rpm_limit, tpm_limit=row.tpm_limit,
         monthly_token_budget=row.monthly_token_budget, default_max_tokens=row.default_max_tokens,
+        monthly_spend_limit_usd=None if spend is None else money.usd_text(money.nano_usd_ceil(spend)),
         redis_failure_mode=row.redis_failure_mode,  # type: ignore[arg-type]
     )
+
+
+class _CachedPolicy(UsagePolicy, frozen=True, kw_only=True):
+    """The cached form: the policy plus the spend limit in nano-USD, the integer the script compares."""
+
+    spend_limit_nusd: int | None = None
 
 
 _policy_encoder = msgspec.json.Encoder()
@@ -42,8 +52,25 @@ _policy_encoder = msgspec.json.Encoder()
 
 def encode_policy(policy: UsagePolicy) -> bytes:
     """A policy as ``PolicyStore`` caches it and the admission script reads it."""
-    return _policy_encoder.encode(policy)
+    spend = policy.monthly_spend_limit_usd
+    return _policy_encoder.encode(_CachedPolicy(
+        **msgspec.structs.asdict(policy),
+        spend_limit_nusd=None if spend is None else money.nano_usd_ceil(Decimal(spend))))
+
+
 _policy_decoder = msgspec.json.Decoder(UsagePolicy)
+
+
+def check_spend_limit(value: Decimal | None) -> None:
+    """A clear 400 for a spend limit below 0, above ``money.MAX_SPEND_LIMIT_USD`` or finer than 1e-9 USD."""
+    if value is None:
+        return
+    if not value.is_finite() or not 0 <= value <= money.MAX_SPEND_LIMIT_USD:
+        raise BadRequest(f"monthly_spend_limit_usd must be between 0 and {money.MAX_SPEND_LIMIT_USD} (USD)",
+                         param="monthly_spend_limit_usd", code="invalid_spend_limit")
+    if value.as_tuple().exponent < -9:  # type: ignore[operator]
+        raise BadRequest("monthly_spend_limit_usd takes at most 9 decimals", param="monthly_spend_limit_usd",
+                         code="invalid_spend_limit")
 
 
 class PolicyStore:
@@ -93,13 +120,13 @@ class PolicyStore:
             log.warning("cannot load usage policy of %s; using defaults", org_id, exc_info=True)
             return _policy(org_id, None, self._default_mode)
         with suppress(RedisUnavailable):
-            await self._redis.set(self._key(org_id), _policy_encoder.encode(policy), ex=self._redis_ttl)
+            await self._redis.set(self._key(org_id), encode_policy(policy), ex=self._redis_ttl)
         return policy
 
     async def store(self, policy: UsagePolicy) -> None:
         """Write a changed policy through to Redis (every replica reads it on its next request)."""
         try:
-            await self._redis.set(self._key(policy.org_id), _policy_encoder.encode(policy), ex=self._redis_ttl)
+            await self._redis.set(self._key(policy.org_id), encode_policy(policy), ex=self._redis_ttl)
         except RedisUnavailable:
             log.warning("policy cache of %s not updated: Redis unavailable", policy.org_id)
 
@@ -118,6 +145,7 @@ async def get_policy(session: AsyncSession, org_id: str, *, default_mode: str = 
 
 async def put_policy(session: AsyncSession, org_id: str, data: UsagePolicyUpdate) -> UsagePolicy:
     """Create or replace an org's policy."""
+    check_spend_limit(data.monthly_spend_limit_usd)
     row = await repository.upsert_policy(session, _org_uuid(org_id), msgspec.structs.asdict(data))
     return _policy(org_id, row, "closed")
 
