@@ -126,3 +126,11 @@ class TestOpenAIWindow:
         with pytest.raises(BadRequest) as info:
             self._w(**kw)
         assert info.value.param == param
+
+
+class TestReportedQuantiles:
+    @pytest.mark.parametrize("ms", [0.015625, 0.0011, 0.123456, 7.5, 123_456.789])
+    def test_stay_within_the_sketch_error_at_any_magnitude(self, ms: float) -> None:
+        q = queries._quantiles({sketch.bucket(ms): 3})
+        for got in (q.p50, q.p95, q.p99):
+            assert got is not None and abs(got - ms) <= sketch.ALPHA * ms * 1.000001, (ms, got)

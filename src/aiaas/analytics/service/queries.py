@@ -146,7 +146,9 @@ def _quantiles(hist: dict[int, int]) -> Quantiles:
 
 
 def _round(v: float | None) -> float | None:
-    return None if v is None else round(v, 3)
+    # Significant digits, not decimals: 3 decimals put a 0.015625 ms quantile at 0.016, 2.4% off, beyond
+    # the sketch's 1% (found by the projection property test).
+    return None if v is None else float(f"{v:.12g}")
 
 
 async def performance(session: AsyncSession, *, org_ids: Sequence[uuid.UUID] | None, start: dt.datetime,
