@@ -57,11 +57,16 @@ class Quantiles(msgspec.Struct, kw_only=True):
 
 
 class PerformanceRow(msgspec.Struct, kw_only=True):
-    """How one model (and deployment) performed over the whole range."""
+    """How one group (by default a model and deployment) performed over the whole range; grouped-by
+    fields are set, others null."""
 
     model: str | None = None
     deployment: str | None = None
+    api_key_id: str | None = None
+    user_id: str | None = None
     endpoint: str | None = None
+    status: str | None = None
+    error_type: str | None = None
     requests: int
     errors: int
     error_rate: float

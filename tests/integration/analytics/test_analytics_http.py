@@ -191,6 +191,22 @@ class TestPerformance:
         assert abs(row["latency_ms"]["p50"] - p50) <= 0.01 * p50
         assert row["error_rate"] == round(row["errors"] / row["requests"], 6)
 
+    @pytest.mark.parametrize("group", ["api_key", "user", "status", "error_type", "endpoint"])
+    async def test_every_usage_grouping_works_and_the_groups_add_up(
+        self, client: AsyncTestClient[Any], world: World, group: str
+    ) -> None:
+        r = await client.get("/v1/analytics/performance", params={**RANGE, "group_by": group},
+                             headers=bearer(world.org.keys["a"].secret))
+        assert r.status_code == 200, r.text
+        rows = r.json()["data"]
+        field = {"api_key": "api_key_id", "user": "user_id"}.get(group, group)
+        assert len({row[field] for row in rows}) == len(rows)
+        assert sum(row["requests"] for row in rows) == 49  # 48 chat requests and one embeddings request
+        by_key = {row[field]: row for row in rows}
+        if group == "api_key":
+            assert set(by_key) == {world.org.keys["a"].id, world.org.keys["owner"].id}
+            assert all(row["latency_ms"]["p50"] is not None for row in rows)
+
 
 class TestOpenAIShapes:
     async def test_completions_usage(self, client: AsyncTestClient[Any], world: World) -> None:
