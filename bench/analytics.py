@@ -9,7 +9,8 @@ services (127.0.0.1 only; stops by itself):
    one's first to its last event.
 2. **Reads**: the minute, hour and day buckets that 10 million requests of one org over 30 days make
    (4 models x 2 deployments x 25 keys x 2 statuses, histograms included) are written straight into the
-   projection tables, and ``aiaas serve --role api`` answers the 30-day queries with the org's API key;
+   projection tables (and summed into the ``*_by_model`` ones, as the worker keeps them), and ``aiaas
+   serve --role api`` answers the 30-day queries with the org's API key;
    p50/p99 of each over ``--queries`` requests are printed. (The ledger rows themselves are not written:
    no read of the analytics API touches the ledger.)
 
@@ -133,10 +134,20 @@ FROM (SELECT CAST(:per AS bigint) AS n) AS p,
 """
 
 
+_MODEL_KEY = "org_id, bucket_start, model, deployment, endpoint, status, error_type"
+_SUMS = ("requests, prompt_tokens, cached_prompt_tokens, completion_tokens, reasoning_tokens, cost_usd, "
+         "unpriced_requests, unpriced_tokens, latency_sum_ms")
+BY_MODEL = (f"INSERT INTO analytics.{{table}}_by_model ({_MODEL_KEY}, {_SUMS}, ttfb_hist, latency_hist) "
+            f"SELECT {_MODEL_KEY}, " + ", ".join(f"sum({c})" for c in _SUMS.split(", "))
+            + ", analytics.hist_sum(ttfb_hist), analytics.hist_sum(latency_hist) "
+            f"FROM analytics.{{table}} GROUP BY {_MODEL_KEY}")
+
+
 async def reads(settings: object, n_queries: int) -> None:
     import datetime as dt
 
     import aiohttp
+    import asyncpg
     from sqlalchemy import text
 
     from aiaas.entrypoints.bootstrap import Container
@@ -158,9 +169,16 @@ async def reads(settings: object, n_queries: int) -> None:
             per = max(1, 10_000_000 // (int((end - start) / step) * combos))
             await s.execute(text(SYNTH.format(table=table)), {"org": org, "nil": str(uuid.UUID(int=0)), "per": per,
                                                               "start": begin, "stop": end, "step": step})
-    async with c.db.unit_of_work("analytics") as s:
+            # The model-side buckets hold the same requests summed over key and user, as the worker keeps them.
+            await s.execute(text(BY_MODEL.format(table=table)))
+    # VACUUM as autovacuum would after a bulk load, so it does not run during the measurement.
+    vacuum = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))  # type: ignore[attr-defined]
+    try:
         for table in ("usage_day", "usage_hour", "usage_minute"):
-            await s.execute(text(f"ANALYZE analytics.{table}"))
+            await vacuum.execute(f"VACUUM (ANALYZE) analytics.{table}, analytics.{table}_by_model")
+    finally:
+        await vacuum.close()
+    async with c.db.unit_of_work("analytics") as s:
         day_rows = await s.scalar(text("SELECT count(*) FROM analytics.usage_day"))
         hour_rows = await s.scalar(text("SELECT count(*) FROM analytics.usage_hour"))
         requests = await s.scalar(text("SELECT sum(requests) FROM analytics.usage_day"))
@@ -181,7 +199,10 @@ async def reads(settings: object, n_queries: int) -> None:
                                                                                     "limit": "1000"}),
         "usage, 30 days by hour, by model": ("/v1/analytics/usage", {**span, "granularity": "hour",
                                                                      "group_by": "model", "limit": "1000"}),
+        "usage, 30 days by hour, by key (1000-row page)": ("/v1/analytics/usage", {
+            **span, "granularity": "hour", "group_by": "api_key", "limit": "1000"}),
         "performance, 30 days, by model x deployment": ("/v1/analytics/performance", span),
+        "performance, 30 days, by key": ("/v1/analytics/performance", {**span, "group_by": "api_key"}),
         "OpenAI completions usage, 30 x 1d, by model": ("/v1/organization/usage/completions",
                                                          {"start_time": st, "end_time": et, "limit": 31,
                                                           "group_by[]": "model"}),

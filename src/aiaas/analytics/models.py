@@ -27,19 +27,8 @@ MONEY = Numeric(38, 15)  # USD: a 9-decimal price per million tokens times any t
 PRICE = Numeric(20, 9)  # USD per million tokens
 
 
-class _Bucket:
-    """One time bucket of one combination of dimensions: counts, tokens, cost and two histograms."""
-
-    # The primary key leads with (org_id, bucket_start): every query reads one org over a time range.
-    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    bucket_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
-    model: Mapped[str] = mapped_column(String(256), primary_key=True)
-    deployment: Mapped[str] = mapped_column(String(256), primary_key=True)
-    key_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    endpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
-    status: Mapped[str] = mapped_column(String(32), primary_key=True)
-    error_type: Mapped[str] = mapped_column(String(128), primary_key=True)
+class _Sums:
+    """What a bucket holds: counts, tokens, cost and two histograms."""
 
     requests: Mapped[int] = mapped_column(BigInteger)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger)
@@ -52,6 +41,33 @@ class _Bucket:
     latency_sum_ms: Mapped[float] = mapped_column(Float)
     ttfb_hist: Mapped[dict[str, int]] = mapped_column(JSONB)
     latency_hist: Mapped[dict[str, int]] = mapped_column(JSONB)
+
+
+class _ModelBucket(_Sums):
+    """One time bucket of one combination of the model-side dimensions (no API key, no user)."""
+
+    # The primary key leads with (org_id, bucket_start): every query reads one org over a time range.
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    bucket_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    model: Mapped[str] = mapped_column(String(256), primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(256), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32), primary_key=True)
+    error_type: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class _Bucket(_Sums):
+    """One time bucket of one combination of every dimension."""
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    bucket_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    model: Mapped[str] = mapped_column(String(256), primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(256), primary_key=True)
+    key_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32), primary_key=True)
+    error_type: Mapped[str] = mapped_column(String(128), primary_key=True)
 
 
 class UsageMinute(_Bucket, Base):
@@ -70,6 +86,26 @@ class UsageDay(_Bucket, Base):
     """Per-day buckets (UTC days)."""
 
     __tablename__ = "usage_day"
+
+
+# The same buckets without the API key and the user, kept in the same transaction: a query that neither
+# groups nor filters by key or user reads these, as many times fewer rows as an org has keys x users.
+class UsageMinuteByModel(_ModelBucket, Base):
+    """Per-minute buckets of the model-side dimensions."""
+
+    __tablename__ = "usage_minute_by_model"
+
+
+class UsageHourByModel(_ModelBucket, Base):
+    """Per-hour buckets of the model-side dimensions."""
+
+    __tablename__ = "usage_hour_by_model"
+
+
+class UsageDayByModel(_ModelBucket, Base):
+    """Per-day buckets of the model-side dimensions."""
+
+    __tablename__ = "usage_day_by_model"
 
 
 class ProcessedEvent(Base):

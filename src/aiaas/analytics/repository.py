@@ -11,11 +11,22 @@ from sqlalchemy import BigInteger, delete, func, select, text, true, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aiaas.analytics.models import Price, ProcessedEvent, ProjectionState, UsageDay, UsageHour, UsageMinute
+from aiaas.analytics.models import (
+    Price,
+    ProcessedEvent,
+    ProjectionState,
+    UsageDay,
+    UsageDayByModel,
+    UsageHour,
+    UsageHourByModel,
+    UsageMinute,
+    UsageMinuteByModel,
+)
 
 TABLES: dict[str, Any] = {"minute": UsageMinute, "hour": UsageHour, "day": UsageDay}
-KEY_COLUMNS = ("org_id", "bucket_start", "model", "deployment", "key_id", "user_id", "endpoint", "status",
-                "error_type")
+MODEL_TABLES: dict[str, Any] = {"minute": UsageMinuteByModel, "hour": UsageHourByModel, "day": UsageDayByModel}
+# Columns only the full buckets have: a query that uses none of them reads the ``*_by_model`` ones.
+KEY_AND_USER = frozenset({"key_id", "user_id"})
 SUMS = ("requests", "prompt_tokens", "cached_prompt_tokens", "completion_tokens", "reasoning_tokens", "cost_usd",
          "unpriced_requests", "unpriced_tokens", "latency_sum_ms")
 HISTS = ("ttfb_hist", "latency_hist")
@@ -34,19 +45,26 @@ async def mark_processed(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
     return set(result.scalars().all())
 
 
-async def add_to_buckets(session: AsyncSession, granularity: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Add bucket rows (key columns, sums, histograms in stored form) to the stored buckets, creating the
-    missing ones, in one statement. The caller sends rows in key order, so two workers adding to the same
-    buckets lock them in the same order (no deadlock)."""
+def _table(granularity: str, columns: Sequence[str]) -> Any:
+    """The buckets a query of ``columns`` (grouped or filtered by) reads: the model-side ones unless it
+    needs the API key or the user."""
+    return (TABLES if KEY_AND_USER.intersection(columns) else MODEL_TABLES)[granularity]
+
+
+async def add_to_buckets(session: AsyncSession, granularity: str, rows: Sequence[dict[str, Any]], *,
+                         by_model: bool = False) -> None:
+    """Add bucket rows (key columns, sums, histograms in stored form) to the stored buckets (the
+    ``*_by_model`` ones with ``by_model``), creating the missing ones, in one statement. The caller sends
+    rows in key order, so two workers adding to the same buckets lock them in the same order."""
     if not rows:
         return
     # One statement compiled once and cached, executed for many rows (SQLAlchemy pages them into
     # multi-row VALUES): ``.values(rows)`` compiled a new statement with a parameter per cell every batch.
-    table = TABLES[granularity].__table__
+    table = (MODEL_TABLES if by_model else TABLES)[granularity].__table__
     stmt = insert(table)
     t = table.c
     stmt = stmt.on_conflict_do_update(
-        index_elements=list(KEY_COLUMNS),
+        index_elements=[c.name for c in table.primary_key.columns],
         set_={**{name: t[name] + stmt.excluded[name] for name in SUMS},
               **{name: func.analytics.hist_merge(t[name], stmt.excluded[name]) for name in HISTS}},
     )
@@ -70,7 +88,7 @@ async def newest_applied(session: AsyncSession) -> dt.datetime | None:
 async def forget_from(session: AsyncSession, start: dt.datetime, *, org_id: uuid.UUID | None = None) -> None:
     """Delete every bucket and processed-event record (of one org) from ``start`` on (a rebuild's first
     step)."""
-    for table in TABLES.values():
+    for table in (*TABLES.values(), *MODEL_TABLES.values()):
         stmt = delete(table).where(table.bucket_start >= start)
         await session.execute(stmt.where(table.org_id == org_id) if org_id else stmt)
     stmt = delete(ProcessedEvent).where(ProcessedEvent.occurred_at >= start)
@@ -108,7 +126,7 @@ async def bucket_rows(session: AsyncSession, granularity: str, *, org_ids: Seque
     """Sums per (bucket_start, *group_by) (or per group_by alone) over the buckets in [start, end),
     ordered by that tuple, with ``errors`` (requests whose status is not ``ok``). ``after`` continues after
     a group (keyset pagination)."""
-    table = TABLES[granularity]
+    table = _table(granularity, [*group_by, *filters])
     groups = [*([table.bucket_start] if by_bucket else []), *(getattr(table, g) for g in group_by)]
     cols = [*groups, *(func.sum(getattr(table, name)).label(name) for name in SUMS),
             func.coalesce(func.sum(table.requests).filter(table.status != "ok"), 0).label("errors")]
@@ -131,7 +149,7 @@ async def merged_histograms(session: AsyncSession, granularity: str, *, org_ids:
                             filters: dict[str, Sequence[Any]]) -> Sequence[Any]:
     """Both histograms merged per group over the buckets in [start, end), in one scan and in PostgreSQL
     (no histogram leaves the database): rows of (*group_by, histogram column name, bucket index, count)."""
-    table = TABLES[granularity]
+    table = _table(granularity, [*group_by, *filters])
     groups = [getattr(table, g) for g in group_by]
     both = func.jsonb_build_object(*(x for name in HISTS for x in (name, getattr(table, name))))
     hist = func.jsonb_each(both).table_valued("key", "value").alias("hist")

@@ -133,6 +133,27 @@ async def _stored(db: Database, table: str, orgs: list[str]) -> dict[tuple[Any, 
             for r in rows}
 
 
+_MODEL_SIDE = ("org_id, bucket_start, model, deployment, endpoint, status, error_type, requests, prompt_tokens, "
+               "cached_prompt_tokens, completion_tokens, reasoning_tokens, cost_usd, unpriced_requests, "
+               "unpriced_tokens, round(latency_sum_ms::numeric, 6), ttfb_hist, latency_hist")
+
+
+async def _model_side_differs(db: Database, granularity: str, orgs: list[str]) -> list[Any]:
+    """Rows where the ``*_by_model`` buckets are not the full buckets summed over key and user (histograms
+    included), either way round (float latency sums compared to 1e-6 ms: their order of addition differs)."""
+    keys = "org_id, bucket_start, model, deployment, endpoint, status, error_type"
+    summed = (f"SELECT {keys}, sum(requests), sum(prompt_tokens), sum(cached_prompt_tokens), "  # noqa: S608
+              f"sum(completion_tokens), sum(reasoning_tokens), sum(cost_usd), sum(unpriced_requests), "
+              f"sum(unpriced_tokens), round(sum(latency_sum_ms)::numeric, 6), analytics.hist_sum(ttfb_hist), "
+              f"analytics.hist_sum(latency_hist) FROM analytics.usage_{granularity} "
+              f"WHERE org_id = ANY(CAST(:orgs AS uuid[])) GROUP BY {keys}")
+    lean = (f"SELECT {_MODEL_SIDE} FROM analytics.usage_{granularity}_by_model "  # noqa: S608
+            f"WHERE org_id = ANY(CAST(:orgs AS uuid[]))")
+    async with db.unit_of_work("analytics") as s:
+        return list((await s.execute(text(f"({summed} EXCEPT {lean}) UNION ALL ({lean} EXCEPT {summed})"),
+                                     {"orgs": orgs})).all())
+
+
 def _exact_quantile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[math.floor(q * (len(values) - 1))]
@@ -178,6 +199,7 @@ class TestProjectionsMatchARecomputation:
 
             for granularity, table in (("minute", "usage_minute"), ("hour", "usage_hour"), ("day", "usage_day")):
                 assert await _stored(db, table, orgs) == _naive_buckets(events, prices, granularity), granularity
+                assert await _model_side_differs(db, granularity, orgs) == [], granularity
 
             async with db.unit_of_work("analytics") as s:
                 for org in orgs:
@@ -210,5 +232,6 @@ class TestProjectionsMatchARecomputation:
             await service.rebuild(lambda: db.unit_of_work("analytics"), ledger, since=T0 + dt.timedelta(days=1),
                                   org_id=orgs[0], chunk=7)
             assert await _stored(db, "usage_minute", orgs) == before
+            assert await _model_side_differs(db, "minute", orgs) == []
         finally:
             await db.dispose()

@@ -12,7 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.analytics import repository
 from aiaas.analytics.service.prices import PriceBook, PriceEntry
-from aiaas.analytics.service.projection import Priced, additions, bucket_rows, floor, price, processed_rows
+from aiaas.analytics.service.projection import (
+    MODEL_KEY_COLUMNS,
+    Priced,
+    additions,
+    bucket_rows,
+    by_model,
+    floor,
+    price,
+    processed_rows,
+)
 from aiaas.inference.events import CompletionRecorded
 
 log = logging.getLogger("aiaas.analytics")
@@ -49,6 +58,8 @@ async def apply_events(session: AsyncSession, events: Sequence[CompletionRecorde
         return []
     for granularity, adds in additions(unique).items():
         await repository.add_to_buckets(session, granularity, bucket_rows(adds))
+        await repository.add_to_buckets(session, granularity, bucket_rows(by_model(adds), MODEL_KEY_COLUMNS),
+                                        by_model=True)
     await repository.note_newest(session, max(p.event.occurred_at for p in unique))
     return unique
 

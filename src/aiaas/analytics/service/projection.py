@@ -22,6 +22,12 @@ GRANULARITIES = ("minute", "hour", "day")
 
 # Dimensions of a bucket, in primary-key order after (org_id, bucket_start).
 DIMENSIONS = ("model", "deployment", "key_id", "user_id", "endpoint", "status", "error_type")
+# Those of the model-side buckets (``*_by_model``: no API key, no user).
+MODEL_DIMENSIONS = ("model", "deployment", "endpoint", "status", "error_type")
+
+
+_SUM_FIELDS = ("requests", "prompt_tokens", "cached_prompt_tokens", "completion_tokens", "reasoning_tokens",
+               "cost_usd", "unpriced_requests", "unpriced_tokens", "latency_sum_ms")
 
 
 class MalformedEvent(ValueError):
@@ -117,6 +123,14 @@ class Addition:
             j = sketch.bucket(ev.ttfb_ms)
             self.ttfb_hist[j] = self.ttfb_hist.get(j, 0) + 1
 
+    def merge(self, other: Addition) -> None:
+        """Add another bucket's addition to this one (sums add, histograms merge)."""
+        for name in _SUM_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for mine, theirs in ((self.ttfb_hist, other.ttfb_hist), (self.latency_hist, other.latency_hist)):
+            for i, n in theirs.items():
+                mine[i] = mine.get(i, 0) + n
+
 
 BucketKey = tuple[uuid.UUID, dt.datetime, str, str, uuid.UUID, uuid.UUID, str, str, str]
 
@@ -141,17 +155,32 @@ def additions(priced: Iterable[Priced]) -> dict[str, dict[BucketKey, Addition]]:
     return out
 
 
-_KEY_COLUMNS = ("org_id", "bucket_start", *DIMENSIONS)
-_SUM_FIELDS = ("requests", "prompt_tokens", "cached_prompt_tokens", "completion_tokens", "reasoning_tokens",
-               "cost_usd", "unpriced_requests", "unpriced_tokens", "latency_sum_ms")
+ModelKey = tuple[uuid.UUID, dt.datetime, str, str, str, str, str]
 
 
-def bucket_rows(adds: dict[BucketKey, Addition]) -> list[dict[str, object]]:
+def by_model(adds: dict[BucketKey, Addition]) -> dict[ModelKey, Addition]:
+    """The same additions without the API key and the user (for the ``*_by_model`` buckets)."""
+    out: dict[ModelKey, Addition] = {}
+    for key, a in adds.items():
+        lean: ModelKey = (*key[:4], *key[6:])  # type: ignore[assignment]
+        mine = out.get(lean)
+        if mine is None:
+            mine = out[lean] = Addition()
+        mine.merge(a)
+    return out
+
+
+KEY_COLUMNS = ("org_id", "bucket_start", *DIMENSIONS)
+MODEL_KEY_COLUMNS = ("org_id", "bucket_start", *MODEL_DIMENSIONS)
+
+
+def bucket_rows(adds: dict[BucketKey, Addition] | dict[ModelKey, Addition],
+                columns: tuple[str, ...] = KEY_COLUMNS) -> list[dict[str, object]]:
     """The rows to add to stored buckets, in key order (so concurrent writers lock in one order)."""
     rows = []
     for key in sorted(adds, key=lambda k: tuple(str(x) for x in k)):
-        a = adds[key]
-        row: dict[str, object] = dict(zip(_KEY_COLUMNS, key, strict=True))
+        a = adds[key]  # type: ignore[index]
+        row: dict[str, object] = dict(zip(columns, key, strict=True))
         row.update({name: getattr(a, name) for name in _SUM_FIELDS})
         row["ttfb_hist"] = sketch.to_json(a.ttfb_hist)
         row["latency_hist"] = sketch.to_json(a.latency_hist)
