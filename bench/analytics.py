@@ -140,7 +140,7 @@ _SUMS = ("requests, prompt_tokens, cached_prompt_tokens, completion_tokens, reas
 BY_MODEL = (f"INSERT INTO analytics.{{table}}_by_model ({_MODEL_KEY}, {_SUMS}, ttfb_hist, latency_hist) "
             f"SELECT {_MODEL_KEY}, " + ", ".join(f"sum({c})" for c in _SUMS.split(", "))
             + ", analytics.hist_sum(ttfb_hist), analytics.hist_sum(latency_hist) "
-            f"FROM analytics.{{table}} GROUP BY {_MODEL_KEY}")
+            f"FROM analytics.{{table}} WHERE org_id = CAST(:org AS uuid) GROUP BY {_MODEL_KEY}")
 
 
 async def reads(settings: object, n_queries: int) -> None:
@@ -170,7 +170,7 @@ async def reads(settings: object, n_queries: int) -> None:
             await s.execute(text(SYNTH.format(table=table)), {"org": org, "nil": str(uuid.UUID(int=0)), "per": per,
                                                               "start": begin, "stop": end, "step": step})
             # The model-side buckets hold the same requests summed over key and user, as the worker keeps them.
-            await s.execute(text(BY_MODEL.format(table=table)))
+            await s.execute(text(BY_MODEL.format(table=table)), {"org": org})
     # VACUUM as autovacuum would after a bulk load, so it does not run during the measurement.
     vacuum = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))  # type: ignore[attr-defined]
     try:
