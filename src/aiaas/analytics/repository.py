@@ -95,6 +95,15 @@ async def forget_from(session: AsyncSession, start: dt.datetime, *, org_id: uuid
     await session.execute(stmt.where(ProcessedEvent.org_id == org_id) if org_id else stmt)
 
 
+async def delete_processed_before(session: AsyncSession, cut: dt.datetime, *, limit: int) -> int:
+    """Delete up to ``limit`` processed-event records older than ``cut`` (oldest first, by the time
+    index); returns how many."""
+    oldest = (select(ProcessedEvent.event_id).where(ProcessedEvent.occurred_at < cut)
+              .order_by(ProcessedEvent.occurred_at).limit(limit))
+    result = await session.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(oldest.scalar_subquery())))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 async def lock_for_rebuild(session: AsyncSession) -> None:
     """Hold consumers off the projections until this transaction ends (they wait on the record)."""
     await session.execute(text("LOCK TABLE analytics.processed_events IN SHARE ROW EXCLUSIVE MODE"))

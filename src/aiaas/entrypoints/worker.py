@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from litestar import Litestar
 from prometheus_client import Gauge
 
+from aiaas.analytics import api as analytics_api
 from aiaas.entrypoints.bootstrap import Container, bounded, cancel_bounded
 from aiaas.kernel.web import make_app
 from aiaas.usage import api as usage_api
@@ -115,7 +116,8 @@ class PeriodicJobs:
 
 class LedgerMaintenance:
     """Keeps the usage ledger's monthly partitions: this month's and the next are made at start and daily,
-    and with ``AIAAS_USAGE_LEDGER_RETENTION_DAYS`` the months wholly older than it are dropped.
+    and with ``AIAAS_USAGE_LEDGER_RETENTION_DAYS`` the months wholly older than it are dropped (and the
+    analytics processed-event records older than it are deleted).
 
     Every worker runs it; the runs take turns on a PostgreSQL advisory lock and a second one finds nothing
     to do. A failed run (PostgreSQL away, the ledger's lock busy) is tried again after ``retry`` seconds.
@@ -140,6 +142,8 @@ class LedgerMaintenance:
         if retention is not None:
             async with db.unit_of_work("usage") as session:
                 await usage_api.drop_expired_partitions(session, retention_days=retention)
+            await analytics_api.prune_processed_events(self.container.session_factory("analytics"),
+                                                       retention_days=retention)
 
     async def _loop(self) -> None:
         while True:
