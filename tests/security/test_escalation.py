@@ -26,6 +26,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -106,6 +107,9 @@ def within(parent: dict[str, Any], child: dict[str, Any]) -> list[str]:
     for name in ("rpm_limit", "tpm_limit"):
         if parent[name] is not None and (child[name] is None or child[name] > parent[name]):
             out.append(f"{name} {child[name]} above {parent[name]}")
+    spend = "monthly_spend_limit_usd"
+    if parent[spend] is not None and (child[spend] is None or Decimal(child[spend]) > Decimal(parent[spend])):
+        out.append(f"{spend} {child[spend]} above {parent[spend]}")
     mine, theirs = instant(parent["expires_at"]), instant(child["expires_at"])
     if mine is not None and (theirs is None or theirs > mine):
         out.append(f"expires_at {child['expires_at']} after {parent['expires_at']}")
@@ -380,6 +384,7 @@ NARROWED: dict[str, dict[str, Any]] = {
     "models": {"allowed_models": ["esc/m1", "esc/m2"]},
     "rpm": {"rpm_limit": 10},
     "tpm": {"tpm_limit": 1000},
+    "spend": {"monthly_spend_limit_usd": "10"},
     "expiry": {"expires_at": "+1d"},
 }
 CHILDREN: list[tuple[str, str, dict[str, Any], str]] = [
@@ -402,6 +407,11 @@ CHILDREN: list[tuple[str, str, dict[str, Any], str]] = [
     ("tpm", "asks for no limit", {"tpm_limit": None}, "refuse"),
     ("tpm", "asks for a higher limit", {"tpm_limit": 1001}, "refuse"),
     ("tpm", "asks for its limit", {"tpm_limit": 1000}, "allow"),
+    ("spend", "leaves the limit out", {}, "within"),
+    ("spend", "asks for no limit", {"monthly_spend_limit_usd": None}, "refuse"),
+    ("spend", "asks for a nano-USD more", {"monthly_spend_limit_usd": "10.000000001"}, "refuse"),
+    ("spend", "asks for its limit", {"monthly_spend_limit_usd": "10"}, "allow"),
+    ("spend", "asks for a lower limit", {"monthly_spend_limit_usd": "2.5"}, "allow"),
     ("expiry", "never expires", {}, "within"),
     ("expiry", "asks for no expiry", {"expires_at": None}, "refuse"),
     ("expiry", "expires later", {"expires_at": "+2d"}, "refuse"),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
-from sqlalchemy import ARRAY, Boolean, DateTime, Index, Integer, String, Uuid, func
+from sqlalchemy import ARRAY, Boolean, DateTime, Index, Integer, Numeric, String, Uuid, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from aiaas.kernel.audit import AuditColumns
@@ -47,6 +48,7 @@ class ApiKey(Base):
     allowed_models: Mapped[list[str] | None] = mapped_column(ARRAY(String(200)))
     rpm_limit: Mapped[int | None] = mapped_column(Integer)
     tpm_limit: Mapped[int | None] = mapped_column(Integer)
+    monthly_spend_limit_usd: Mapped[Decimal | None] = mapped_column(Numeric(16, 9))
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

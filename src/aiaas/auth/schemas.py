@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Annotated
 
 import msgspec
@@ -81,6 +82,8 @@ class KeyCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     allowed_models: Annotated[list[ModelName], msgspec.Meta(max_length=200)] | msgspec.UnsetType | None = msgspec.UNSET
     rpm_limit: PositiveLimit | msgspec.UnsetType | None = msgspec.UNSET
     tpm_limit: PositiveLimit | msgspec.UnsetType | None = msgspec.UNSET
+    # USD per UTC month, at most 9 decimals; charged like the org's limit (the org's applies as well).
+    monthly_spend_limit_usd: Decimal | msgspec.UnsetType | None = msgspec.UNSET
     expires_at: dt.datetime | msgspec.UnsetType | None = msgspec.UNSET
     service_account_id: str | None = None
 
@@ -104,6 +107,7 @@ class Key(msgspec.Struct, frozen=True, kw_only=True):
     allowed_models: list[str] | None
     rpm_limit: int | None
     tpm_limit: int | None
+    monthly_spend_limit_usd: str | None
     expires_at: dt.datetime | None
     revoked_at: dt.datetime | None
     last_used_at: dt.datetime | None
@@ -137,4 +141,5 @@ class KeyIdentity(msgspec.Struct, frozen=True, kw_only=True):
     allowed_models: frozenset[str] | None
     rpm_limit: int | None
     tpm_limit: int | None
+    spend_limit_nusd: int | None = None  # the key's monthly spend limit in nano-USD
     expires_at: dt.datetime | None

@@ -92,7 +92,8 @@ class PrincipalResolver:
             return None
         principal = Principal(kind="api_key", user_id=ident.owner_id, org_id=ident.org_id, key_id=ident.key_id,
                               org_role=role, scopes=ident.scopes, allowed_models=ident.allowed_models,
-                              rpm_limit=ident.rpm_limit, tpm_limit=ident.tpm_limit, expires_at=ident.expires_at)
+                              rpm_limit=ident.rpm_limit, tpm_limit=ident.tpm_limit,
+                              spend_limit_nusd=ident.spend_limit_nusd, expires_at=ident.expires_at)
         ttl = None
         if ident.expires_at is not None:
             remaining = (ident.expires_at - utcnow()).total_seconds()

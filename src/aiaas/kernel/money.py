@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from decimal import ROUND_CEILING, Decimal
 from typing import Protocol, TypeVar
 
+from aiaas.kernel.errors import BadRequest
+
 MILLION = Decimal(1_000_000)
 NANO_PER_USD = 10**9
 PICO_PER_NANO = 1000
@@ -44,6 +46,27 @@ def nano_usd_ceil(usd: Decimal) -> int:
 def pico_usd_per_token(per_mtok: Decimal) -> int:
     """A price per million tokens as pico-USD per token, rounded up (an upper bound for reservations)."""
     return int((per_mtok * MILLION).to_integral_value(rounding=ROUND_CEILING))
+
+
+def check_spend_limit(value: Decimal | None, *, param: str = "monthly_spend_limit_usd") -> None:
+    """A clear 400 for a spend limit below 0, above ``MAX_SPEND_LIMIT_USD`` or finer than 1e-9 USD."""
+    if value is None:
+        return
+    if not value.is_finite() or not 0 <= value <= MAX_SPEND_LIMIT_USD:
+        raise BadRequest(f"{param} must be between 0 and {MAX_SPEND_LIMIT_USD} (USD)", param=param,
+                         code="invalid_spend_limit")
+    if value.as_tuple().exponent < -9:  # type: ignore[operator]
+        raise BadRequest(f"{param} takes at most 9 decimals", param=param, code="invalid_spend_limit")
+
+
+def spend_limit_nusd(value: Decimal | None) -> int | None:
+    """A spend limit in USD as the integer nano-USD that admission compares (None: no limit)."""
+    return None if value is None else nano_usd_ceil(value)
+
+
+def usd_decimal(nano_usd: int | None) -> Decimal | None:
+    """Nano-USD back as a ``Decimal`` of USD (None stays None)."""
+    return None if nano_usd is None else Decimal(nano_usd) / NANO_PER_USD
 
 
 def usd_text(nano_usd: int) -> str:

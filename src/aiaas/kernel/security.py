@@ -94,6 +94,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     allowed_models: frozenset[str] | None = None
     rpm_limit: int | None = None
     tpm_limit: int | None = None
+    spend_limit_nusd: int | None = None  # an API key's monthly spend limit (nano-USD)
     expires_at: dt.datetime | None = None  # an API key's expiry
 
     def has(self, permission: Permission, *, write: bool = False) -> bool:

@@ -18,7 +18,8 @@ nothing, every limit that applies:
   ``spent`` (settled), ``spend_reserved`` (held by requests in flight) and one ``m:<id>`` field per
   reservation, released with the token reservation of the same id. A request reserves its maximum cost at
   the model's price (the caller passes the price per token; unpriced requests reserve nothing) and is
-  admitted only when ``spent + spend_reserved + cost <= limit``.
+  admitted only when ``spent + spend_reserved + cost <= limit``. An API key may have a monthly spend limit
+  of its own, kept the same way in the key's quota hash and checked beside the org's.
 
 ``SETTLE`` runs once per completed request (guarded by a per-event marker, so redelivery changes
 nothing): it corrects the request's TPM charge to the real token count, releases its reservation and
@@ -52,11 +53,13 @@ WINDOW_MS = 60_000
 # default_max_tokens), quota keys' expiry (ms epoch), has key (0/1), key rpm, key tpm (-1 = no limit), then
 # the policy JSON, or '' to read it from KEYS[1], then the number of choices the completion cap is
 # multiplied by (OpenAI's ``n``; absent = 1), then the price per prompt and per completion token in
-# pico-USD (-1 or absent = unpriced). The monthly quota is the org's (no key has a budget of its own), so
-# a key's request touches only its rate windows.
+# pico-USD (-1 or absent = unpriced), then the key's monthly spend limit in nano-USD (-1 or absent = none;
+# then KEYS[8] and KEYS[9] are the key's quota hash and reservation set). The token budget is the org's
+# (no key has one of its own).
 # Returns {admitted, reason, retry_ms, lreq, rreq, treq, ltok, rtok, ttok, cost, completion, too_large_tpm,
-# spend_cost_nusd, spend_limit_nusd, spend_used_nusd}
-# with reason '' (admitted), 'rpm', 'tpm', 'quota', 'spend', 'too_large:<scope>' (cost exceeds a whole TPM limit;
+# spend_cost_nusd, spend_limit_nusd, spend_used_nusd, key_spend_limit_nusd, key_spend_used_nusd}
+# with reason '' (admitted), 'rpm', 'tpm', 'quota', 'spend', 'key_spend', 'too_large:<scope>' (cost exceeds a
+# whole TPM limit;
 # nothing charged), 'no_policy' (KEYS[1] absent or unreadable: nothing read or charged; call again with
 # the policy in ARGV) or 'invalid' (a number out of range); nothing is charged for any of these.
 ADMIT = """
@@ -105,8 +108,14 @@ if pin == nil or pout == nil or pin ~= pin or pout ~= pout or pin > 1e12 or pout
   return {0, 'invalid', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1, 0, -1, 0}
 end
 local spend_limit = lim(policy['spend_limit_nusd'])
+local key_spend_limit = tonumber(ARGV[14] or '-1')
+if key_spend_limit == nil or key_spend_limit ~= key_spend_limit or key_spend_limit < -1
+    or key_spend_limit > 9007199254740992 or math.floor(key_spend_limit) ~= key_spend_limit then
+  return {0, 'invalid', 0, -1, -1, 0, -1, -1, 0, 0, 0, -1, 0, -1, 0}
+end
+local priced = pin >= 0 and pout >= 0
 local spend = 0
-if spend_limit >= 0 and pin >= 0 and pout >= 0 then
+if (spend_limit >= 0 or key_spend_limit >= 0) and priced then
   local pico = prompt * pin + completion * pout
   if pico < 9007199254740992 then
     spend = math.ceil(pico / 1000)
@@ -222,17 +231,21 @@ for i = 1, #quota do
   end
 end
 
--- An unpriced request is not counted against the limit (the read side counts it as unpriced), so it is
--- not refused by it either.
-local spent = 0
-if spend_limit >= 0 and pin >= 0 and pout >= 0 then
-  spent = (tonumber(redis.call('HGET', KEYS[4], 'spent')) or 0)
-          + (tonumber(redis.call('HGET', KEYS[4], 'spend_reserved')) or 0)
-  if spent + spend > spend_limit and not refused then
-    refused = 'spend'
+-- An unpriced request is not counted against a spend limit (the read side counts it as unpriced), so it
+-- is not refused by one either. Returns what the scope has spent or holds.
+local function check_spend(Q, limit, reason)
+  if limit < 0 or not priced then return 0 end
+  local held = (tonumber(redis.call('HGET', Q, 'spent')) or 0)
+               + (tonumber(redis.call('HGET', Q, 'spend_reserved')) or 0)
+  if held + spend > limit and not refused then
+    refused = reason
     retry = -1
   end
+  return held
 end
+local spent = check_spend(KEYS[4], spend_limit, 'spend')
+if key_spend_limit >= 0 and priced then purge_reservations(KEYS[8], KEYS[9]) end
+local key_spent = check_spend(KEYS[8] or '', key_spend_limit, 'key_spend')
 
 local admitted = (refused == nil)
 for i = 1, #rate do
@@ -271,12 +284,19 @@ if admitted then
   if spend > 0 then
     redis.call('HINCRBY', KEYS[4], 'spend_reserved', spend)
     redis.call('HSET', KEYS[4], 'm:' .. rid, spend)
+    if key_spend_limit >= 0 then
+      redis.call('HINCRBY', KEYS[8], 'spend_reserved', spend)
+      redis.call('HSET', KEYS[8], 'm:' .. rid, spend)
+      redis.call('ZADD', KEYS[9], now + resv_ttl, rid)
+      redis.call('PEXPIREAT', KEYS[8], quota_expire_at)
+      redis.call('PEXPIREAT', KEYS[9], quota_expire_at)
+    end
   end
 end
 
 -- A reply integer must fit 64 bits: a cost beyond any limit is reported as 2^53.
 return {admitted and 1 or 0, refused or '', retry, lreq, rreq, treq, ltok, rtok, ttok, cost, completion, -1,
-        math.min(spend, 9007199254740992), spend_limit, spent}
+        math.min(spend, 9007199254740992), spend_limit, spent, key_spend_limit, key_spent}
 """
 ADMIT_SCRIPT = script(ADMIT)
 
@@ -312,6 +332,7 @@ for i = 0, nquota - 1 do
     if m then
       redis.call('HINCRBY', Q, 'spend_reserved', 0 - m)
       redis.call('HDEL', Q, 'm:' .. rid)
+      redis.call('ZREM', R, rid)
     end
   end
   redis.call('HINCRBY', Q, 'used', actual)

@@ -117,3 +117,36 @@ class TestSpendLimitThroughStreamers:
         assert held == 0
         assert spent == len(served) * CHARGE  # to the nano-USD
         assert spent <= LIMIT * 10**9
+
+    async def test_a_key_limit_through_the_streamer_stops_that_key_only(
+        self, settings: Settings, session_env: dict[str, str], usage_upstream: FakeUpstream,
+        redis_client: RedisClient,
+    ) -> None:
+        model = f"spend/chat-{unique()}"
+        with_thread(_priced_model, settings, usage_upstream, model)
+        # Each key may spend $0.1 a month; the org has no limit.
+        org = make_org(settings, monthly_spend_limit_usd=Decimal("0.1"))
+        streamer = start_streamer(settings)
+        worker: subprocess.Popen[bytes] = start_worker(session_env)
+        member = openai.AsyncOpenAI(base_url=streamer.base_url, api_key=org.keys["member"].secret, max_retries=0,
+                                    timeout=60)
+        owner = openai.AsyncOpenAI(base_url=streamer.base_url, api_key=org.keys["owner"].secret, max_retries=0,
+                                   timeout=60)
+        keys = Keys(settings.redis_prefix)
+        try:
+            results = await asyncio.gather(*(_chat(member, model, i) for i in range(20)))
+            owners = await _chat(owner, model, 1)  # another key of the same org still has its own $0.1
+            await _settled(redis_client, keys, org.id)
+            spent, held = await usage_service.spend_usage(redis_client, keys, org_id=org.id, at=utcnow(),
+                                                          key_id=org.keys["member"].id)
+        finally:
+            await member.close()
+            await owner.close()
+            stop_worker(worker)
+            streamer.stop()
+        served = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, openai.RateLimitError)]
+        assert refused and len(served) + len(refused) == 20
+        assert all("API key's monthly spend limit of $0.1" in exc.message for exc in refused)
+        assert not isinstance(owners, BaseException)
+        assert held == 0 and spent == len(served) * CHARGE <= 10**8

@@ -289,3 +289,25 @@ def _no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Any:
     yield
     text = caplog.text
     assert PASSWORD not in text and "$2b$" not in text
+
+
+class TestKeySpendLimit:
+    async def test_set_shown_checked_and_kept_on_rotation(self, world: World, module_api: AsyncTestClient[Any]) -> None:
+        member = world.a.actors["member"]
+        url = f"/v1/orgs/{world.a.org_id}/keys"
+        for bad in ("-1", "9000000.5", "0.0000000001", "NaN"):
+            r = await module_api.post(url, json={"name": "spend-bad", "monthly_spend_limit_usd": bad},
+                                      headers=bearer(member.token))
+            assert r.status_code in (400, 422), (bad, r.text)
+            assert "monthly_spend_limit_usd" in r.json()["detail"]
+        r = await module_api.post(url, json={"name": "spend", "monthly_spend_limit_usd": "12.50"},
+                                  headers=bearer(member.token))
+        assert r.status_code == 201, r.text
+        key = r.json()["api_key"]
+        assert key["monthly_spend_limit_usd"] == "12.5"
+        r = await module_api.post(f"{url}/{key['id']}/rotate", json={"grace_seconds": 0},
+                                  headers=bearer(member.token))
+        assert r.status_code == 201, r.text
+        assert r.json()["api_key"]["monthly_spend_limit_usd"] == "12.5"
+        plain = await module_api.post(url, json={"name": "no-spend"}, headers=bearer(member.token))
+        assert plain.json()["api_key"]["monthly_spend_limit_usd"] is None

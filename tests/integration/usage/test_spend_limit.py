@@ -149,3 +149,35 @@ class TestReserveAndSettle:
         with pytest.raises(TooManyRequests):
             await _admit(redis_client, keys, org, policy, prompt=2**40, max_tokens=2**40, rate=(10**12, 10**12))
         assert await service.spend_usage(redis_client, keys, org_id=org, at=dt.datetime.now(dt.UTC)) == (0, 0)
+
+
+class TestKeySpendLimit:
+    async def test_a_key_limit_holds_beside_the_org_limit_and_only_for_that_key(
+        self, redis_client: Any, keys: Keys
+    ) -> None:
+        org = str(uuid.uuid4())
+        policy = UsagePolicy(org_id=org, monthly_spend_limit_usd="1")
+        limited = Principal(kind="api_key", user_id=str(uuid.uuid4()), org_id=org, key_id=str(uuid.uuid4()),
+                            spend_limit_nusd=50_000)
+        other = _principal(org)
+
+        async def admit(p: Principal) -> usage_api.Admission:
+            return await usage_api.admit(redis_client, keys, principal=p, model="m", estimated_prompt_tokens=10,
+                                         max_tokens=10, policy=policy, spend_rate=RATE)  # 30,000 nano-USD
+
+        first = await admit(limited)
+        with pytest.raises(TooManyRequests) as exc:
+            await admit(limited)  # 60,000 > 50,000
+        assert exc.value.code == "insufficient_quota"
+        assert "API key's monthly spend limit of $0.00005" in exc.value.detail
+        await admit(other)  # the org's limit has room, and the other key has no limit of its own
+        now = dt.datetime.now(dt.UTC)
+        assert await service.spend_usage(redis_client, keys, org_id=org, at=now, key_id=limited.key_id) == (0, 30_000)
+        assert await service.spend_usage(redis_client, keys, org_id=org, at=now) == (0, 60_000)
+        await service.settle(redis_client, keys, [completion(org, key_id=limited.key_id,
+                                                             reservation_id=first.reservation_id,
+                                                             charged_nano_usd=20_000)])
+        assert await service.spend_usage(redis_client, keys, org_id=org, at=now, key_id=limited.key_id) == (20_000, 0)
+        await admit(limited)  # 20,000 + 30,000 = the limit exactly
+        with pytest.raises(TooManyRequests):
+            await admit(limited)

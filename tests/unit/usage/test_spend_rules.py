@@ -19,7 +19,7 @@ from aiaas.kernel import money
 from aiaas.kernel.errors import BadRequest
 from aiaas.usage.schemas import UsagePolicy
 from aiaas.usage.service import admission
-from aiaas.usage.service.policies import check_spend_limit, encode_policy
+from aiaas.usage.service.policies import encode_policy
 
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 NOW = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
@@ -134,12 +134,12 @@ class TestPolicy:
     @pytest.mark.parametrize("bad", ["-1", "9000000.000000001", "NaN", "Infinity", "0.0000000001"])
     def test_out_of_range_limits_are_a_clear_400(self, bad: str) -> None:
         with pytest.raises(BadRequest) as exc:
-            check_spend_limit(Decimal(bad))
+            money.check_spend_limit(Decimal(bad))
         assert exc.value.param == "monthly_spend_limit_usd"
 
     def test_in_range_limits_pass(self) -> None:
         for ok in (None, Decimal(0), Decimal("0.000000001"), money.MAX_SPEND_LIMIT_USD):
-            check_spend_limit(ok)
+            money.check_spend_limit(ok)
 
     def test_spend_rate_out_of_range_is_refused_before_redis(self) -> None:
         assert admission._spend_rate(None) == (-1, -1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable
+from decimal import Decimal
 from typing import TypeVar
 
 import msgspec
@@ -14,6 +15,7 @@ from aiaas.auth.models import ApiKey
 from aiaas.auth.principals import PrincipalCache, retrying, write_ahead
 from aiaas.auth.schemas import CreatedKey, Key, KeyCreate, KeyIdentity
 from aiaas.auth.service.common import audit, new_id
+from aiaas.kernel import money
 from aiaas.kernel.db import after_commit
 from aiaas.kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from aiaas.kernel.events import utcnow
@@ -48,9 +50,15 @@ def key_out(k: ApiKey) -> Key:
     return Key(id=str(k.id), org_id=str(k.org_id), owner_id=str(k.owner_id),
                created_by=k.created_by and str(k.created_by), name=k.name, prefix=k.prefix,
                scopes=list(k.scopes), allowed_models=list(k.allowed_models) if k.allowed_models is not None else None,
-               rpm_limit=k.rpm_limit, tpm_limit=k.tpm_limit, expires_at=k.expires_at, revoked_at=k.revoked_at,
+               rpm_limit=k.rpm_limit, tpm_limit=k.tpm_limit, monthly_spend_limit_usd=_usd(k.monthly_spend_limit_usd),
+               expires_at=k.expires_at, revoked_at=k.revoked_at,
                last_used_at=k.last_used_at, rotated_from=k.rotated_from and str(k.rotated_from),
                created_at=k.created_at, status=key_status(k))
+
+
+def _usd(value: Decimal | None) -> str | None:
+    nusd = money.spend_limit_nusd(value)
+    return None if nusd is None else money.usd_text(nusd)
 
 
 def _may_see(principal: Principal, k: ApiKey) -> bool:
@@ -67,14 +75,14 @@ def _escalation(what: str) -> Forbidden:
 
 def check_within(actor: Principal, *, role: OrgRole | None, scopes: Iterable[str],
                  allowed_models: Iterable[str] | None, rpm_limit: int | None, tpm_limit: int | None,
-                 expires_at: dt.datetime | None) -> None:
+                 expires_at: dt.datetime | None, spend_limit: Decimal | None = None) -> None:
     """Refuse (403 ``privilege_escalation``) a key that would hold more than ``actor`` holds.
 
     The invariant of every write that creates or hands out power (a new key, a rotated key's secret): the
     key's owner's role is at most the actor's, and when the actor is itself an API key, the new key's
-    scopes are a subset of the actor's, its model allow-list is within the actor's, its RPM and TPM limits
-    are at most the actor's, and it expires no later than the actor does. A platform admin (a session;
-    keys never carry platform powers) holds everything.
+    scopes are a subset of the actor's, its model allow-list is within the actor's, its RPM and TPM
+    limits and its monthly spend limit are at most the actor's, and it expires no later than the actor
+    does. A platform admin (a session; keys never carry platform powers) holds everything.
     """
     if actor.platform_admin and actor.kind == "session":
         return
@@ -90,6 +98,9 @@ def check_within(actor: Principal, *, role: OrgRole | None, scopes: Iterable[str
     for name, mine, theirs in (("rpm_limit", actor.rpm_limit, rpm_limit), ("tpm_limit", actor.tpm_limit, tpm_limit)):
         if mine is not None and (theirs is None or theirs > mine):
             raise _escalation(f"its {name} is above your key's ({mine})")
+    mine_spend = actor.spend_limit_nusd
+    if mine_spend is not None and (spend_limit is None or money.nano_usd_ceil(spend_limit) > mine_spend):
+        raise _escalation(f"its monthly_spend_limit_usd is above your key's ({money.usd_text(mine_spend)})")
     if actor.expires_at is not None and (expires_at is None or expires_at > actor.expires_at):
         raise _escalation("it would outlive your key")
 
@@ -116,12 +127,13 @@ async def _owner_for(session: AsyncSession, principal: Principal, org_id: str, d
 
 def _issue(*, org_id: str, owner_id: str, created_by: str | None, name: str, scopes: list[str],
            allowed_models: list[str] | None, rpm_limit: int | None, tpm_limit: int | None,
-           expires_at: dt.datetime | None, rotated_from: str | None = None) -> tuple[str, ApiKey]:
+           expires_at: dt.datetime | None, rotated_from: str | None = None,
+           spend_limit: Decimal | None = None) -> tuple[str, ApiKey]:
     secret = new_api_key()
     row = ApiKey(id=new_id(), org_id=org_id, owner_id=owner_id, created_by=created_by, name=name,
                  prefix=display_prefix(secret), key_hash=sha256_hex(secret), scopes=scopes,
                  allowed_models=allowed_models, rpm_limit=rpm_limit, tpm_limit=tpm_limit, expires_at=expires_at,
-                 rotated_from=rotated_from)
+                 rotated_from=rotated_from, monthly_spend_limit_usd=spend_limit)
     return secret, row
 
 
@@ -149,15 +161,18 @@ async def create_key(session: AsyncSession, *, org_id: str, data: KeyCreate, act
     models = sorted(set(given_models)) if given_models is not None else None
     rpm = _given(data.rpm_limit, actor.rpm_limit if by_key else None)
     tpm = _given(data.tpm_limit, actor.tpm_limit if by_key else None)
+    inherited_spend = money.usd_decimal(actor.spend_limit_nusd) if by_key else None
+    spend = _given(data.monthly_spend_limit_usd, inherited_spend)
+    money.check_spend_limit(spend)
     owner_role = actor.org_role
     if owner_id != actor.user_id:
         if roles is None:
             raise RuntimeError("create_key for a service account needs the org's role lookup")
         owner_role = await roles(org_id, owner_id)
     check_within(actor, role=owner_role, scopes=scopes, allowed_models=models, rpm_limit=rpm, tpm_limit=tpm,
-                 expires_at=expires)
+                 expires_at=expires, spend_limit=spend)
     secret, row = _issue(org_id=org_id, owner_id=owner_id, created_by=actor.user_id, name=data.name, scopes=scopes,
-                         allowed_models=models, rpm_limit=rpm, tpm_limit=tpm, expires_at=expires)
+                         allowed_models=models, rpm_limit=rpm, tpm_limit=tpm, expires_at=expires, spend_limit=spend)
     repo.add(session, row)
     await session.flush()
     audit(session, actor, action="key.create", target_type="api_key", target_id=str(row.id), org_id=org_id,
@@ -219,11 +234,13 @@ async def rotate_key(session: AsyncSession, cache: PrincipalCache, *, org_id: st
         raise Conflict(f"API key {key_id} is {key_status(old)} and cannot be rotated.", code="key_not_active")
     owner_role = actor.org_role if str(old.owner_id) == actor.user_id else await roles(org_id, str(old.owner_id))
     check_within(actor, role=owner_role, scopes=old.scopes, allowed_models=old.allowed_models,
-                 rpm_limit=old.rpm_limit, tpm_limit=old.tpm_limit, expires_at=old.expires_at)
+                 rpm_limit=old.rpm_limit, tpm_limit=old.tpm_limit, expires_at=old.expires_at,
+                 spend_limit=old.monthly_spend_limit_usd)
     now = utcnow()
     secret, new = _issue(org_id=org_id, owner_id=str(old.owner_id), created_by=actor.user_id, name=old.name,
                          scopes=list(old.scopes), allowed_models=old.allowed_models, rpm_limit=old.rpm_limit,
-                         tpm_limit=old.tpm_limit, expires_at=old.expires_at, rotated_from=str(old.id))
+                         tpm_limit=old.tpm_limit, expires_at=old.expires_at, rotated_from=str(old.id),
+                         spend_limit=old.monthly_spend_limit_usd)
     old_hash = old.key_hash
     if grace_seconds == 0:
         old.revoked_at = now
@@ -297,4 +314,5 @@ async def identify_api_key(session: AsyncSession, key_hash: str) -> KeyIdentity 
     return KeyIdentity(key_id=str(k.id), org_id=str(k.org_id), owner_id=str(k.owner_id),
                        scopes=frozenset(k.scopes),
                        allowed_models=frozenset(k.allowed_models) if k.allowed_models is not None else None,
-                       rpm_limit=k.rpm_limit, tpm_limit=k.tpm_limit, expires_at=k.expires_at)
+                       rpm_limit=k.rpm_limit, tpm_limit=k.tpm_limit, expires_at=k.expires_at,
+                       spend_limit_nusd=money.spend_limit_nusd(k.monthly_spend_limit_usd))

@@ -108,15 +108,19 @@ async def admit(
         argv.extend([1, _lim(principal.rpm_limit), _lim(principal.tpm_limit)])
     else:
         argv.extend([0, -1, -1])
+    key_spend_limit = -1
+    if key_id and principal.spend_limit_nusd is not None:  # KEYS[8], KEYS[9], after the key's windows
+        key_spend_limit = min(max(int(principal.spend_limit_nusd), 0), MAX_CHARGE_NANO_USD)
+        script_keys.extend(quota_keys(keys, org_id, "key", key_id, month))
 
     try:
         res = await limiter.ADMIT_SCRIPT(redis, script_keys, *argv,
                                          encode_policy(policy) if policy is not None else "", choices,
-                                         price_in, price_out)
+                                         price_in, price_out, key_spend_limit)
         if _s(res[1]) == "no_policy" and policies is not None:
             policy = await policies.load(org_id)
             res = await limiter.ADMIT_SCRIPT(redis, script_keys, *argv, encode_policy(policy), choices,
-                                             price_in, price_out)
+                                             price_in, price_out, key_spend_limit)
     except RedisUnavailable as exc:
         HEALTH.failed()
         if policy is None and policies is not None:
@@ -155,15 +159,16 @@ async def admit(
             code="insufficient_quota",
             headers={**headers, "Retry-After": str(limiter.retry_after_seconds(wait * 1000))},
         )
-    if reason == "spend":
+    if reason in ("spend", "key_spend"):
         ADMISSIONS.labels("insufficient_quota").inc()
         wait = (limiter.month_end(now) - now).total_seconds()
-        spend, limit, used = int(res[12]), int(res[13]), int(res[14])
+        whose, at = ("your organization's", 13) if reason == "spend" else ("this API key's", 15)
+        limit, used = int(res[at]), int(res[at + 1])
         raise TooManyRequests(
-            f"You exceeded your organization's monthly spend limit of ${money.usd_text(limit)} "
+            f"You exceeded {whose} monthly spend limit of ${money.usd_text(limit)} "
             f"(${money.usd_text(used)} spent or held by requests in flight): this request may cost up to "
-            f"${money.usd_text(spend)} (prompt {prompt} + completions {completion} tokens at the model's price). "
-            "The limit renews at the start of next month (UTC).",
+            f"${money.usd_text(int(res[12]))} (prompt {prompt} + completions {completion} tokens at the model's "
+            "price). The limit renews at the start of next month (UTC).",
             code="insufficient_quota",
             headers={**headers, "Retry-After": str(limiter.retry_after_seconds(wait * 1000))},
         )
@@ -214,16 +219,21 @@ async def settle(redis: RedisClient, keys: Keys, events: Sequence[CompletionReco
         for scope, ident in rate:
             script_keys.extend(window_keys(keys, ev.org_id, scope, ident))
         script_keys.extend(quota_keys(keys, ev.org_id, "org", ev.org_id, month))
+        if ev.key_id:  # the key's month (tokens and spend) too, so a key limit set mid-month sees it
+            script_keys.extend(quota_keys(keys, ev.org_id, "key", ev.key_id, month))
         charge = min(max(int(ev.charged_nano_usd), 0), MAX_CHARGE_NANO_USD)
         pipe.eval(limiter.SETTLE, len(script_keys), *script_keys, rid, ev.total_tokens, SETTLED_MARKER_TTL_MS,
-                  len(rate), 1, limiter.quota_expire_at_ms(at), charge)
+                  len(rate), 2 if ev.key_id else 1, limiter.quota_expire_at_ms(at), charge)
     results = await pipe.execute()
     return sum(int(r) for r in results)
 
 
-async def spend_usage(redis: RedisClient, keys: Keys, *, org_id: str, at: dt.datetime) -> tuple[int, int]:
-    """``(spent, reserved)`` nano-USD of the org's monthly spend limit for the month of ``at``."""
-    spent, reserved = await redis.hmget(quota_key(keys, org_id, "org", org_id, at), ["spent", "spend_reserved"])
+async def spend_usage(redis: RedisClient, keys: Keys, *, org_id: str, at: dt.datetime,
+                      key_id: str | None = None) -> tuple[int, int]:
+    """``(spent, reserved)`` nano-USD of the org's monthly spend (of one of its keys, with ``key_id``) for
+    the month of ``at``."""
+    scope, ident = ("key", key_id) if key_id else ("org", org_id)
+    spent, reserved = await redis.hmget(quota_key(keys, org_id, scope, ident, at), ["spent", "spend_reserved"])
     return int(spent or 0), int(reserved or 0)
 
 

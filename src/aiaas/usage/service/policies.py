@@ -55,22 +55,10 @@ def encode_policy(policy: UsagePolicy) -> bytes:
     spend = policy.monthly_spend_limit_usd
     return _policy_encoder.encode(_CachedPolicy(
         **msgspec.structs.asdict(policy),
-        spend_limit_nusd=None if spend is None else money.nano_usd_ceil(Decimal(spend))))
+        spend_limit_nusd=money.spend_limit_nusd(None if spend is None else Decimal(spend))))
 
 
 _policy_decoder = msgspec.json.Decoder(UsagePolicy)
-
-
-def check_spend_limit(value: Decimal | None) -> None:
-    """A clear 400 for a spend limit below 0, above ``money.MAX_SPEND_LIMIT_USD`` or finer than 1e-9 USD."""
-    if value is None:
-        return
-    if not value.is_finite() or not 0 <= value <= money.MAX_SPEND_LIMIT_USD:
-        raise BadRequest(f"monthly_spend_limit_usd must be between 0 and {money.MAX_SPEND_LIMIT_USD} (USD)",
-                         param="monthly_spend_limit_usd", code="invalid_spend_limit")
-    if value.as_tuple().exponent < -9:  # type: ignore[operator]
-        raise BadRequest("monthly_spend_limit_usd takes at most 9 decimals", param="monthly_spend_limit_usd",
-                         code="invalid_spend_limit")
 
 
 class PolicyStore:
@@ -145,7 +133,7 @@ async def get_policy(session: AsyncSession, org_id: str, *, default_mode: str = 
 
 async def put_policy(session: AsyncSession, org_id: str, data: UsagePolicyUpdate) -> UsagePolicy:
     """Create or replace an org's policy."""
-    check_spend_limit(data.monthly_spend_limit_usd)
+    money.check_spend_limit(data.monthly_spend_limit_usd)
     row = await repository.upsert_policy(session, _org_uuid(org_id), msgspec.structs.asdict(data))
     return _policy(org_id, row, "closed")
 
