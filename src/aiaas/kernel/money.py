@@ -69,10 +69,21 @@ def usd_decimal(nano_usd: int | None) -> Decimal | None:
     return None if nano_usd is None else Decimal(nano_usd) / NANO_PER_USD
 
 
+def decimal_text(d: Decimal) -> str:
+    """A decimal as plain text without trailing zeros or an exponent (``2.5``, ``100``, ``0``)."""
+    n = d.normalize()
+    return format(n, "f") if n else "0"
+
+
 def usd_text(nano_usd: int) -> str:
     """Nano-USD as a plain decimal string of USD without trailing zeros (``1.5``, ``0.000000001``)."""
-    d = (Decimal(nano_usd) / NANO_PER_USD).normalize()
-    return format(d, "f") if d else "0"
+    return decimal_text(Decimal(nano_usd) / NANO_PER_USD)
+
+
+def limit_text(usd: Decimal | None) -> str | None:
+    """A spend limit as the API shows it: what admission enforces (rounded up to a nano-USD), as text."""
+    nusd = spend_limit_nusd(usd)
+    return None if nusd is None else usd_text(nusd)
 
 
 class Priced(Protocol):

@@ -16,6 +16,7 @@ from aiaas.analytics import repository
 from aiaas.analytics.models import Price as PriceRow
 from aiaas.analytics.schemas import Price, PriceCreate
 from aiaas.inference import api as inference_api
+from aiaas.kernel import money
 from aiaas.kernel.errors import BadRequest
 from aiaas.kernel.events import utcnow
 
@@ -25,15 +26,12 @@ MAX_PRICE = Decimal(1_000_000)
 
 
 def _text(d: Decimal | None) -> str | None:
-    if d is None:
-        return None
-    n = d.normalize()
-    return format(n, "f") if n else "0"
+    return None if d is None else money.decimal_text(d)
 
 
 def _exact(d: Decimal) -> Decimal:
     """The same value without the column's trailing zeros (``2.500000000000000`` -> ``2.5``)."""
-    return Decimal(_text(d) or "0")
+    return Decimal(money.decimal_text(d))
 
 
 def to_price(row: PriceRow) -> Price:

@@ -21,6 +21,7 @@ from aiaas.analytics import repository, sketch
 from aiaas.analytics.models import NO_ID, NO_TEXT
 from aiaas.analytics.schemas import PerformanceReport, PerformanceRow, Quantiles, UsagePage, UsageRow
 from aiaas.analytics.service.projection import floor
+from aiaas.kernel import money
 from aiaas.kernel.errors import BadRequest
 
 WIDTH = {"minute": dt.timedelta(minutes=1), "hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1)}
@@ -98,8 +99,7 @@ def _decode_cursor(cursor: str, columns: Sequence[str]) -> tuple[Any, ...]:
 
 
 def _money(value: Any) -> str:
-    d = Decimal(value or 0).normalize()
-    return format(d, "f") if d else "0"
+    return money.decimal_text(Decimal(value or 0))
 
 
 async def usage(session: AsyncSession, *, org_ids: Sequence[uuid.UUID] | None, start: dt.datetime,

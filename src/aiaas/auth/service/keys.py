@@ -50,15 +50,11 @@ def key_out(k: ApiKey) -> Key:
     return Key(id=str(k.id), org_id=str(k.org_id), owner_id=str(k.owner_id),
                created_by=k.created_by and str(k.created_by), name=k.name, prefix=k.prefix,
                scopes=list(k.scopes), allowed_models=list(k.allowed_models) if k.allowed_models is not None else None,
-               rpm_limit=k.rpm_limit, tpm_limit=k.tpm_limit, monthly_spend_limit_usd=_usd(k.monthly_spend_limit_usd),
-               expires_at=k.expires_at, revoked_at=k.revoked_at,
+               rpm_limit=k.rpm_limit, tpm_limit=k.tpm_limit,
+               monthly_spend_limit_usd=money.limit_text(k.monthly_spend_limit_usd), expires_at=k.expires_at,
+               revoked_at=k.revoked_at,
                last_used_at=k.last_used_at, rotated_from=k.rotated_from and str(k.rotated_from),
                created_at=k.created_at, status=key_status(k))
-
-
-def _usd(value: Decimal | None) -> str | None:
-    nusd = money.spend_limit_nusd(value)
-    return None if nusd is None else money.usd_text(nusd)
 
 
 def _may_see(principal: Principal, k: ApiKey) -> bool:

@@ -32,11 +32,10 @@ SessionFactory = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 def _policy(org_id: str, row: OrgPolicy | None, default_mode: str) -> UsagePolicy:
     if row is None:
         return UsagePolicy(org_id=org_id, redis_failure_mode=default_mode)  # type: ignore[arg-type]
-    spend = row.monthly_spend_limit_usd
     return UsagePolicy(
         org_id=org_id, rpm_limit=row.rpm_limit, tpm_limit=row.tpm_limit,
         monthly_token_budget=row.monthly_token_budget, default_max_tokens=row.default_max_tokens,
-        monthly_spend_limit_usd=None if spend is None else money.usd_text(money.nano_usd_ceil(spend)),
+        monthly_spend_limit_usd=money.limit_text(row.monthly_spend_limit_usd),
         redis_failure_mode=row.redis_failure_mode,  # type: ignore[arg-type]
     )
 
