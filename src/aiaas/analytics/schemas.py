@@ -15,11 +15,9 @@ _Price = Decimal  # bounds are checked by the service (0 to 1,000,000, at most 9
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
-class UsageRow(msgspec.Struct, kw_only=True):
-    """One time bucket of one group: requests, tokens and cost. Grouped-by fields are set, others null."""
+class _Group(msgspec.Struct, kw_only=True):
+    """The fields a row is grouped by (``group_by``): those grouped by are set, the others null."""
 
-    bucket_start: dt.datetime
-    bucket_end: dt.datetime
     model: str | None = None
     deployment: str | None = None
     api_key_id: str | None = None
@@ -27,6 +25,13 @@ class UsageRow(msgspec.Struct, kw_only=True):
     endpoint: str | None = None
     status: str | None = None
     error_type: str | None = None
+
+
+class UsageRow(_Group, kw_only=True):
+    """One time bucket of one group: requests, tokens and cost. Grouped-by fields are set, others null."""
+
+    bucket_start: dt.datetime
+    bucket_end: dt.datetime
     requests: int
     errors: int
     prompt_tokens: int
@@ -56,17 +61,10 @@ class Quantiles(msgspec.Struct, kw_only=True):
     p99: float | None
 
 
-class PerformanceRow(msgspec.Struct, kw_only=True):
+class PerformanceRow(_Group, kw_only=True):
     """How one group (by default a model and deployment) performed over the whole range; grouped-by
     fields are set, others null."""
 
-    model: str | None = None
-    deployment: str | None = None
-    api_key_id: str | None = None
-    user_id: str | None = None
-    endpoint: str | None = None
-    status: str | None = None
-    error_type: str | None = None
     requests: int
     errors: int
     error_rate: float
