@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 
 from aiaas.inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from aiaas.inference.service.tokens import estimate_tokens
-from aiaas.kernel.errors import TOO_DEEP_DETAIL, BadRequest
+from aiaas.kernel.errors import TOO_DEEP_DETAIL, AppError, BadRequest
 
 ENDPOINTS = ("chat.completions", "completions", "embeddings")
 CAPABILITY = {"chat.completions": "chat", "completions": "completions", "embeddings": "embeddings"}
@@ -24,6 +26,7 @@ _PROMPT_FIELD = {"chat.completions": "messages", "completions": "prompt", "embed
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _MISSING_FIELD = re.compile(r"missing required field `(?P<field>[^`]+)`")
 _USAGE_ON = msgspec.Raw(b'{"include_usage":true}')
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -61,6 +64,21 @@ def param_of(message: str) -> str | None:
 
 def _clean(message: str) -> str:
     return _AT.sub("", message)
+
+
+def decode_body(decoder: msgspec.json.Decoder[T], body: bytes, *, invalid: Callable[[str], AppError]) -> T:
+    """Decode a request body: 400 for an empty body, JSON that does not parse or nests deeper than the
+    interpreter allows, and ``invalid(msgspec's message)`` when it does not validate."""
+    if not body:
+        raise BadRequest("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise invalid(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"We could not parse the JSON body of your request: {exc}", code="invalid_json") from None
+    except RecursionError:  # msgspec's answer to JSON nested deeper than the interpreter allows
+        raise BadRequest(TOO_DEEP_DETAIL, code="json_too_deep") from None
 
 
 def parse(endpoint: str, body: bytes) -> Parsed:
