@@ -24,6 +24,7 @@ from aiaas.inference.service.admission import Admitter
 from aiaas.inference.service.catalog import CatalogCache
 from aiaas.inference.service.gateway import Gateway
 from aiaas.inference.service.routing import Breakers
+from aiaas.inference.service.stored_responses import ResponseStore
 from aiaas.kernel.broker import Broker, Subscription
 from aiaas.kernel.config import ConfigError, Settings
 from aiaas.kernel.db import Database
@@ -108,6 +109,7 @@ class Container:
         self.upstream_pool: UpstreamClient | None = None
         self.local_runner: LocalRunner | None = None
         self.gateway: Gateway | None = None
+        self.responses = ResponseStore(self.inference_session, retention_days=settings.responses_retention_days)
         self.usage_policies = usage_api.PolicyStore(self.redis, self.keys, self.session_factory("usage"),
                                                     default_mode=settings.usage_redis_failure_mode)
         self._subscriptions: list[Subscription] | None = None
@@ -139,8 +141,13 @@ class Container:
             await analytics_api.sync_admission_prices(self.session_factory("analytics"), self.inference_session,
                                                       self.catalog)
 
+        async def stored_responses() -> None:
+            from aiaas.inference import api as inference_api
+
+            await inference_api.prune_stored_responses(self.inference_session)
+
         return [(self.settings.last_used_flush_seconds, flush_last_used), (5.0, projection_staleness),
-                (60.0, admission_prices)]
+                (60.0, admission_prices), (300.0, stored_responses)]
 
     def inference_session(self) -> Any:
         """A unit of work of the ``inference`` context (an async context manager)."""

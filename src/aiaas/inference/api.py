@@ -15,9 +15,10 @@ from typing import Any
 
 from aiaas.inference.schemas import ModelPrice
 from aiaas.inference.service import catalog as catalog_service
+from aiaas.inference.service import stored_responses
 from aiaas.inference.service.catalog import CatalogCache
 
-__all__ = ["CatalogCache", "ModelPrice", "set_admission_prices"]
+__all__ = ["CatalogCache", "ModelPrice", "prune_stored_responses", "set_admission_prices"]
 
 
 async def set_admission_prices(uow: Callable[[], AbstractAsyncContextManager[Any]], catalog: CatalogCache,
@@ -31,3 +32,9 @@ async def set_admission_prices(uow: Callable[[], AbstractAsyncContextManager[Any
     if changed:
         await catalog.refresh_models(changed)
     return changed
+
+
+async def prune_stored_responses(uow: Callable[[], AbstractAsyncContextManager[Any]]) -> int:
+    """Delete the stored Responses API responses whose retention has passed (the worker runs it every few
+    minutes); how many went."""
+    return await stored_responses.prune_expired(uow)

@@ -80,3 +80,24 @@ class ModelPriceRow(Base):
     prices: Mapped[list[dict[str, object]]] = mapped_column(JSONB)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
                                                     onupdate=func.now())
+
+
+class StoredResponseRow(Base):
+    """A Responses API response kept for ``GET /v1/responses/{id}`` and ``previous_response_id``.
+
+    ``input_items`` are the request's own input items (not the conversation before it) and ``output`` the
+    response's output items, both as the Responses API shapes them; a conversation is rebuilt by walking
+    ``previous_response_id`` (one recursive query). Every read filters on ``org_id`` and ``expires_at``, so
+    another org's response and an expired one are both simply not there.
+    """
+
+    __tablename__ = "stored_responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    key_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    previous_response_id: Mapped[str | None] = mapped_column(String(64))
+    response: Mapped[dict[str, object]] = mapped_column(JSONB)
+    input_items: Mapped[list[dict[str, object]]] = mapped_column(JSONB)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)

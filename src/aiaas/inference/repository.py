@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from aiaas.inference.models import DeploymentRow, ModelPriceRow, ModelRow, OrgModelAccessRow
+from aiaas.inference.models import DeploymentRow, ModelPriceRow, ModelRow, OrgModelAccessRow, StoredResponseRow
 
 
 async def list_models(session: AsyncSession) -> list[ModelRow]:
@@ -106,3 +107,56 @@ async def put_prices(session: AsyncSession, model: str, prices: list[dict[str, o
     stmt = insert(ModelPriceRow).values(model=model, prices=prices)
     await session.execute(stmt.on_conflict_do_update(index_elements=[ModelPriceRow.model],
                                                      set_={"prices": stmt.excluded.prices, "updated_at": func.now()}))
+
+
+# --- stored Responses API responses ---
+
+# A conversation longer than this many responses is cut at its oldest end (far beyond any context window).
+MAX_CHAIN = 1000
+
+
+async def add_response(session: AsyncSession, row: StoredResponseRow) -> None:
+    """Store a response (a retried write of the same id keeps the first)."""
+    values = {c.key: getattr(row, c.key) for c in StoredResponseRow.__table__.columns}
+    await session.execute(insert(StoredResponseRow).values(**values).on_conflict_do_nothing(index_elements=["id"]))
+
+
+async def get_response(session: AsyncSession, org_id: uuid.UUID, response_id: str,
+                       now: dt.datetime) -> StoredResponseRow | None:
+    """One of the org's stored responses that has not expired."""
+    stmt = select(StoredResponseRow).where(StoredResponseRow.id == response_id, StoredResponseRow.org_id == org_id,
+                                           StoredResponseRow.expires_at > now)
+    return (await session.scalars(stmt)).one_or_none()
+
+
+async def response_chain(session: AsyncSession, org_id: uuid.UUID, response_id: str,
+                         now: dt.datetime) -> list[tuple[list[dict[str, object]], list[dict[str, object]]]]:
+    """(input items, output items) of ``response_id`` and every response before it, oldest first, in one
+    recursive query; empty when ``response_id`` is not the org's or has expired. The walk stops at the
+    first link that is missing, expired or another org's."""
+    t = StoredResponseRow
+    alive = (t.org_id == org_id) & (t.expires_at > now)
+    start = select(t.id, t.previous_response_id, t.input_items, t.response["output"].label("output"),
+                   literal(0).label("depth")).where(t.id == response_id, alive)
+    chain = start.cte("chain", recursive=True)
+    step = select(t.id, t.previous_response_id, t.input_items, t.response["output"],
+                  (chain.c.depth + 1)).join(chain, t.id == chain.c.previous_response_id).where(
+                      alive, chain.c.depth < MAX_CHAIN)
+    chain = chain.union_all(step)
+    rows = (await session.execute(select(chain.c.input_items, chain.c.output).order_by(chain.c.depth.desc()))).all()
+    return [(list(items or []), list(output or [])) for items, output in rows]
+
+
+async def delete_response(session: AsyncSession, org_id: uuid.UUID, response_id: str, now: dt.datetime) -> bool:
+    """Delete one of the org's stored responses; whether it was there."""
+    t = StoredResponseRow
+    result = await session.execute(delete(t).where(t.id == response_id, t.org_id == org_id, t.expires_at > now))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def prune_responses(session: AsyncSession, now: dt.datetime, *, limit: int) -> int:
+    """Delete up to ``limit`` expired responses (oldest expiry first); how many went."""
+    t = StoredResponseRow
+    ids = select(t.id).where(t.expires_at <= now).order_by(t.expires_at).limit(limit).scalar_subquery()
+    result = await session.execute(delete(t).where(t.id.in_(ids)))
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -100,6 +100,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     upstream_egress_deny: str = ""
     # A directory of upstream credentials, one file per credential_ref (a mounted Kubernetes Secret).
     upstream_credentials_dir: str | None = None
+    # Days a stored Responses API response (``store: true``) is kept for retrieval and previous_response_id.
+    responses_retention_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
     local_model_enabled: bool = True
     local_model_path: str | None = None
     local_model_context: Annotated[int, msgspec.Meta(ge=128, le=131_072)] = 2048
