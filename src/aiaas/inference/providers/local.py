@@ -28,8 +28,10 @@ from aiaas.inference.schemas import Deployment
 
 log = logging.getLogger("aiaas.inference.local")
 
-_CHAT_PARAMS = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
-_COMPLETION_PARAMS = (*_CHAT_PARAMS, "echo")
+_CHAT_PARAMS = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "top_k",
+                "response_format")  # llama.cpp enforces a json_object / json_schema format with a grammar
+_COMPLETION_PARAMS = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "top_k",
+                      "echo")
 _encode = msgspec.json.encode
 _DONE = b"data: [DONE]\n\n"
 
@@ -107,6 +109,13 @@ class LocalRunner:
                 "message": message, "type": "invalid_request_error", "param": "max_tokens",
                 "code": "max_tokens_too_large"}}))
         if call.endpoint == "chat.completions":
+            if req.get("tools") and req.get("tool_choice") != "none":
+                # The packaged model has no tool-calling format: dropping the tools would answer another
+                # question than the one asked, so it is refused, as any backend that cannot express it.
+                message = "The embedded model cannot call tools; route tool use to an upstream deployment."
+                raise UpstreamFailure("status_4xx", message, status=400, body=_encode({"error": {
+                    "message": message, "type": "invalid_request_error", "param": "tools",
+                    "code": "tools_not_supported"}}))
             kwargs = {k: req[k] for k in _CHAT_PARAMS if req.get(k) is not None}
             kwargs["messages"] = req["messages"]
             kwargs["max_tokens"] = max_tokens or self._default_max_tokens
