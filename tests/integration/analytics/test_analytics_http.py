@@ -77,7 +77,9 @@ async def world(session_settings: Settings) -> World:
         cost = Decimal(0)
         for i in range(48):  # two days, one request an hour, alternating keys; every 4th to the unpriced model
             m = unpriced if i % 4 == 3 else model
-            ev = completion(org.id, prompt=100 + i, completion_tokens=10 + i, cached_prompt_tokens=i,
+            # The Responses and Messages APIs are completions too (OpenAI's report counts them with chat).
+            endpoint = {1: "responses", 5: "messages"}.get(i % 8, "chat.completions")
+            ev = completion(org.id, prompt=100 + i, completion_tokens=10 + i, cached_prompt_tokens=i, endpoint=endpoint,
                             key_id=key_a if i % 2 else key_o, user_id=org.keys["a"].user_id, model=m,
                             status="ok" if i % 6 else "error", error_type=None if i % 6 else "upstream_error",
                             latency_ms=10.0 + i, ttfb_ms=5.0 + i, occurred_at=T0 + dt.timedelta(hours=i, minutes=7))
@@ -225,6 +227,26 @@ class TestOpenAIShapes:
         assert sum(x["num_model_requests"] for x in results) == 48
         assert {x["api_key_id"] for x in results} == {world.org.keys["a"].id, world.org.keys["owner"].id}
         assert all(x["project_id"] is None for x in results)
+
+    async def test_free_token_counting_is_no_model_request(self, client: AsyncTestClient[Any],
+                                                           session_settings: Settings) -> None:
+        container = Container(session_settings, role="api")
+        try:
+            org = await org_with_keys(container, members={})
+            at = T0 + dt.timedelta(hours=2)
+            async with container.db.unit_of_work("analytics") as s:
+                await service.apply_events(s, [
+                    completion(org.id, endpoint="messages", prompt=5, completion_tokens=2, occurred_at=at),
+                    completion(org.id, endpoint="messages.count_tokens", prompt=0, completion_tokens=0,
+                               occurred_at=at)])
+        finally:
+            await container.stop()
+        r = await client.get("/v1/organization/usage/completions", params={"start_time": int(T0.timestamp())},
+                             headers=bearer(org.keys["owner"].secret))
+        assert r.status_code == 200, r.text
+        results = [x for b in r.json()["data"] for x in b["results"]]
+        assert sum(x["num_model_requests"] for x in results) == 1
+        assert sum(x["input_tokens"] for x in results) == 5
 
     async def test_embeddings_usage_is_its_own(self, client: AsyncTestClient[Any], world: World) -> None:
         r = await client.get("/v1/organization/usage/embeddings",

@@ -37,7 +37,7 @@ WIDTH = {"1m": 60, "1h": 3600, "1d": 86400}
 # (default, maximum) number of buckets per page, from OpenAI's API reference.
 LIMITS = {"1m": (60, 1440), "1h": (24, 168), "1d": (7, 31)}
 COSTS_LIMITS = (7, 180)
-ENDPOINTS = {"completions": ["chat.completions", "completions"], "embeddings": ["embeddings"]}
+ENDPOINTS = {"completions": ["chat.completions", "completions", "responses", "messages"], "embeddings": ["embeddings"]}
 USAGE_GROUPS = {"completions": {"project_id", "user_id", "api_key_id", "model", "batch", "service_tier"},
                 "embeddings": {"project_id", "user_id", "api_key_id", "model"}}
 COSTS_GROUPS = {"project_id", "line_item", "api_key_id"}
