@@ -7,11 +7,15 @@ time per request. The streamer runs with a real API key, RBAC, admission, metric
 events on (its usage queue declared, as in a deployment). The bare proxy (``_bare_proxy.py``: same
 uvicorn and upstream client, nothing else) shows the floor of this stack on this machine.
 
+``--surfaces`` also times this tree's streamer on OpenAI's Responses API and Anthropic's Messages API (the
+same fake chat upstream, so the difference to its chat row is what translating costs; no CPU column for
+them, since they share the chat row's process).
+
 ``--baseline REV`` adds the streamer of an earlier revision (exported from Git into a temporary directory,
 with its own database, Redis and broker prefixes), so "before" and "after" are measured side by side in
 one run. Targets 127.0.0.1 only and stops after a bounded number of requests.
 
-    python bench/gateway_overhead.py [--requests 2000] [--baseline REV] [--throughput SECONDS]
+    python bench/gateway_overhead.py [--requests 2000] [--baseline REV] [--surfaces] [--throughput SECONDS]
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = b'{"model":"%s","messages":[{"role":"user","content":"hi"}]%s}'
+# path -> (body template, what marks the first content event of its stream)
+SURFACES = {
+    "/v1/chat/completions": (BODY, b'"content"'),
+    "/v1/responses": (b'{"model":"%s","input":"hi","store":false%s}', b'"response.output_text.delta"'),
+    "/v1/messages": (b'{"model":"%s","max_tokens":16,"messages":[{"role":"user","content":"hi"}]%s}',
+                     b'"text_delta"'),
+}
 
 
 def free_port() -> int:
@@ -69,14 +80,16 @@ class Contender:
     key: str = ""
     env: dict[str, str] = field(default_factory=dict)  # a streamer's own prefixes, cleaned up after the run
     cpu_ms: dict[bool, float] = field(default_factory=dict)
+    path: str = "/v1/chat/completions"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/chat/completions"
+        return f"http://127.0.0.1:{self.port}{self.path}"
 
 
 async def one(session: aiohttp.ClientSession, c: Contender, stream: bool) -> float:
-    body = BODY % (c.model.encode(), b',"stream":true' if stream else b"")
+    template, first_content = SURFACES[c.path]
+    body = template % (c.model.encode(), b',"stream":true' if stream else b"")
     t = time.perf_counter()
     async with session.post(c.url, data=body, headers={"content-type": "application/json",
                                                        "authorization": f"Bearer {c.key}"}) as r:
@@ -84,7 +97,7 @@ async def one(session: aiohttp.ClientSession, c: Contender, stream: bool) -> flo
             raise RuntimeError(f"{c.url}: {r.status} {await r.text()}")
         if stream:
             async for line in r.content:
-                if line.startswith(b"data: {") and b'"content"' in line:
+                if line.startswith(b"data: {") and first_content in line:
                     took = time.perf_counter() - t
                     await r.read()
                     return took
@@ -178,6 +191,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--baseline", metavar="REV", help="also run the streamer of this Git revision, side by side")
+    ap.add_argument("--surfaces", action="store_true",
+                    help="also time this tree's /v1/responses and /v1/messages (translated to the same chat upstream)")
     ap.add_argument("--throughput", type=float, default=0, metavar="SECONDS",
                     help="also measure requests/s through each gateway at --clients connections (at most 60 s)")
     ap.add_argument("--clients", type=int, default=32)
@@ -207,11 +222,14 @@ def main() -> None:
         procs.append(proc)
         contenders.append(c)
         prefixes.append(c.env)
+        if args.surfaces:
+            contenders += [Contender(f"{c.name} {path.rsplit('/', 1)[1]}", c.port, c.model, None, c.key, path=path)
+                           for path in ("/v1/responses", "/v1/messages")]
         asyncio.run(run(n, contenders))
         if args.throughput > 0:
             clients, seconds = max(1, min(args.clients, 256)), min(args.throughput, 60.0)
             for c in contenders:
-                if c.name == "bare proxy":
+                if c.name == "bare proxy" or c.path != "/v1/chat/completions":
                     continue
                 rps, failed = asyncio.run(throughput(c, clients, seconds))
                 print(f"\nthroughput {c.name}: {rps:.0f} non-streamed requests/s at {clients} connections"

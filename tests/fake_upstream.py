@@ -12,7 +12,14 @@ Behaviour is chosen by the upstream model name the gateway sends (the deployment
 - ``leaky-400``: answers 400 with an HTML body that is not OpenAI's error shape (and names a secret);
 - ``auth-401``: answers 401 with OpenAI's "incorrect API key" error (the gateway's credential is wrong);
 - ``drop-mid``: streams two content chunks, then drops the connection;
-- ``slow-stream``: streams one chunk every 50 ms for ``slow_chunks`` chunks (for disconnect tests).
+- ``slow-stream``: streams one chunk every 50 ms for ``slow_chunks`` chunks (for disconnect tests);
+- ``agent``: a tool-using model. With ``tools`` and a last message that is not a tool result, it calls the
+  first tool with ``AGENT_ARGUMENTS`` (streamed as an id-and-name chunk, then the arguments in three
+  fragments, finish ``tool_calls``); after a tool result it answers ``The tool said: <result>``; with a
+  ``json_schema`` response format it answers ``AGENT_JSON``. Usage: 11 prompt and 5 completion tokens.
+
+It also speaks the Responses and Messages APIs itself (``fake_native``), for deployments with
+``native_apis``.
 
 ``fail_with`` (settable at run time) makes every request answer that status; ``requests`` records each
 request body and ``headers`` its headers; ``cancelled`` counts streams whose client (the gateway) went away.
@@ -30,7 +37,12 @@ from typing import Any
 
 from aiohttp import web
 
+import fake_native
+
 CONTENT = ["Hello", " from", " fake"]
+AGENT_ARGUMENTS = '{"location": "Paris", "unit": "celsius"}'
+AGENT_JSON = '{"answer": "forty-two"}'
+AGENT_USAGE = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
 
 
 def _chunk(model: str, delta: dict[str, Any] | None, finish: str | None = None, *, legacy: bool = False,
@@ -105,6 +117,8 @@ class FakeUpstream:
             return await self._error(400)
         if model == "slow-first-byte":
             await asyncio.sleep(self.slow_seconds)
+        if model == "agent" and not legacy:
+            return await self._agent(request, body)
         usage: dict[str, Any] = {"prompt_tokens": 7, "completion_tokens": len(CONTENT),
                                  "total_tokens": 7 + len(CONTENT)}
         if model == "cached-reasoning":
@@ -155,6 +169,52 @@ class FakeUpstream:
             raise
         return resp
 
+    async def _agent(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        messages = body.get("messages") or [{}]
+        last = messages[-1]
+        tools = body.get("tools") or []
+        call: dict[str, Any] | None = None
+        text = "".join(CONTENT)
+        if tools and last.get("role") != "tool":
+            call = {"id": f"call_{len(self.requests)}", "type": "function",
+                    "function": {"name": tools[0]["function"]["name"], "arguments": AGENT_ARGUMENTS}}
+        elif last.get("role") == "tool":
+            text = f"The tool said: {last.get('content')}"
+        elif (body.get("response_format") or {}).get("type") == "json_schema":
+            text = AGENT_JSON
+        finish = "tool_calls" if call else "stop"
+        model = body["model"]
+        if not body.get("stream"):
+            self.served += 1
+            message: dict[str, Any] = {"role": "assistant", "content": None if call else text, "refusal": None}
+            if call:
+                message["tool_calls"] = [call]
+            return web.json_response({"id": "chatcmpl-agent", "object": "chat.completion", "created": int(time.time()),
+                                      "model": model, "choices": [{"index": 0, "message": message, "logprobs": None,
+                                                                   "finish_reason": finish}], "usage": AGENT_USAGE})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        await resp.write(_chunk(model, {"role": "assistant", "content": None if call else ""}))
+        if call:
+            args = call["function"]["arguments"]
+            await resp.write(_chunk(model, {"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                                           "function": {"name": call["function"]["name"],
+                                                                        "arguments": ""}}]}))
+            for piece in (args[:9], args[9:22], args[22:]):
+                await resp.write(_chunk(model, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+        else:
+            for piece in (text[:5], text[5:12], text[12:]):
+                await resp.write(_chunk(model, {"content": piece}))
+        await resp.write(_chunk(model, {}, finish))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            doc = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
+                   "model": model, "choices": [], "usage": AGENT_USAGE}
+            await resp.write(b"data: " + json.dumps(doc).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        self.served += 1
+        return resp
+
     async def embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(body)
@@ -173,6 +233,12 @@ class FakeUpstream:
         return web.json_response({"object": "list", "data": data, "model": body["model"],
                                   "usage": {"prompt_tokens": n, "total_tokens": n}})
 
+    async def responses_api(self, request: web.Request) -> web.StreamResponse:
+        return await fake_native.responses(self, request)
+
+    async def messages_api(self, request: web.Request) -> web.StreamResponse:
+        return await fake_native.messages(self, request)
+
     # --- lifecycle ---
 
     def _app(self) -> web.Application:
@@ -180,6 +246,8 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/v1/responses", self.responses_api)
+        app.router.add_post("/v1/messages", self.messages_api)
         return app
 
     def start(self) -> FakeUpstream:

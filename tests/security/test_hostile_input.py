@@ -452,6 +452,7 @@ class Sweep:
     logout_token: str
     original_name: str
     pool: ThreadPoolExecutor
+    response_id: str = ""  # a stored Responses API response of the home org
     clients: dict[tuple[str, str | None], httpx.Client] = field(default_factory=dict)
     created_models: list[str] = field(default_factory=list)
 
@@ -511,6 +512,7 @@ class Sweep:
             "user_id": self.sa_id if "/service-accounts/" in op.path else self.home.actors["member"].user_id,
             "name": self.admin_model,
             "model": self.chat_model,
+            "response_id": self.response_id,
         }
 
     def query(self, op: Operation) -> list[tuple[str, str]]:
@@ -539,6 +541,11 @@ class Sweep:
                                                   "messages": [{"role": "user", "content": "hi"}]},
             "post /v1/completions": lambda: {"model": self.chat_model, "prompt": "hi"},
             "post /v1/embeddings": lambda: {"model": self.chat_model, "input": "hi"},
+            "post /v1/responses": lambda: {"model": self.chat_model, "input": "hi"},
+            "post /v1/messages": lambda: {"model": self.chat_model, "max_tokens": 16,
+                                          "messages": [{"role": "user", "content": "hi"}]},
+            "post /v1/messages/count_tokens": lambda: {"model": self.chat_model,
+                                                       "messages": [{"role": "user", "content": "hi"}]},
             "post /v1/orgs": lambda: {"name": "sec-hostile"},
             "patch /v1/orgs/{org_id}": lambda: {"name": self.original_name},
             "post /v1/orgs/{org_id}/keys": lambda: {"name": "sec-hostile", "scopes": ["inference"]},
@@ -761,9 +768,13 @@ def sweep(platform: Platform, tenants: tuple[Tenant, Tenant]) -> Iterator[Sweep]
         r = admin.post("/v1/admin/users", json={"email": outsider, "password": PASSWORD})
         assert r.status_code == 201, r.text
         original_name = owner.get(f"/v1/orgs/{home.org_id}").json()["name"]
+        with platform.client(platform.streamer, home.actors["owner"].key) as streamer:
+            r = streamer.post("/v1/responses", json={"model": models[0], "input": "hi"})
+            assert r.status_code == 200, r.text
+            response_id = r.json()["id"]
         s = Sweep(platform=platform, home=home, other=other, chat_model=models[0], admin_model=models[1],
                   key_id=key_id, sa_id=sa_id, outsider_email=outsider, logout_token=platform.login(outsider),
-                  original_name=original_name, pool=pool, created_models=list(models))
+                  original_name=original_name, pool=pool, created_models=list(models), response_id=response_id)
         try:
             yield s
         finally:

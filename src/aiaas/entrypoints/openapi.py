@@ -35,7 +35,8 @@ def build_document(settings: Settings) -> dict[str, Any]:
             "description": (
                 "OpenAI-compatible inference (role `streamer`, default port 8001) and the management API "
                 "(role `api`, default port 8000). Every error is application/problem+json (RFC 7807); "
-                "on the inference endpoints it also carries OpenAI's `error` object."
+                "on the inference endpoints it also carries OpenAI's `error` object, and on the Anthropic-compatible "
+                "endpoints (`/v1/messages`) Anthropic's error shape."
             ),
         },
         "servers": [
@@ -89,13 +90,61 @@ _INFERENCE_ERRORS = {
 
 
 def _add_inference_operations(doc: dict[str, Any]) -> None:
-    """The three inference POST operations, served in front of Litestar (``inference.asgi.ROUTES``)."""
+    """The inference POST operations, served in front of Litestar (``inference.asgi.ROUTES``)."""
     from aiaas.inference.asgi import ROUTES
 
     for path, route in ROUTES.items():
         doc.setdefault("paths", {})[path] = {"post": {
             "tags": ["inference"], "summary": route.summary, "description": route.description,
             "operationId": route.operation_id, "deprecated": False}}
+
+
+_ANTHROPIC_ERRORS = {
+    "405": "Only POST is served on this path",
+    "400": "Invalid request (`invalid_request_error`; `param` names the field, `detail` says why)",
+    "401": "Missing, invalid, expired or revoked API key (`authentication_error`)",
+    "403": "The key's role, scope or model allow-list does not permit it (`permission_error`)",
+    "404": "Unknown model (`not_found_error`)",
+    "413": "The request body is over `AIAAS_MAX_REQUEST_BODY_BYTES` (`request_too_large`)",
+    "429": "Rate limit or quota (`rate_limit_error`); see `Retry-After`",
+    "503": "Overloaded local model or unavailable limiter (`overloaded_error`); see `Retry-After`",
+}
+# Anthropic's error shape, still a problem document: ``type`` is "error" and the problem type URI moves to
+# ``problem_type`` (see kernel.errors.encode_anthropic_problem).
+_ANTHROPIC_PROBLEM = {
+    "type": "object", "required": ["type", "error", "title", "status", "detail", "instance", "problem_type"],
+    "properties": {
+        "type": {"type": "string", "const": "error"},
+        "error": {"type": "object", "required": ["type", "message"], "properties": {
+            "type": {"type": "string"}, "message": {"type": "string"}}},
+        "problem_type": {"type": "string", "format": "uri"}, "title": {"type": "string"},
+        "status": {"type": "integer"}, "detail": {"type": "string"}, "instance": {"type": "string"},
+        "request_id": {"type": "string"}, "code": {"type": "string"},
+    },
+}
+_BODY_TEXT = {
+    "/v1/responses": "OpenAI's Responses request body, translated to a chat completion (or passed through to a "
+                     "deployment that speaks the Responses API).",
+    "/v1/messages": "Anthropic's request body, translated to a chat completion (or passed through to a "
+                    "deployment that speaks Anthropic's API).",
+    "/v1/messages/count_tokens": "Anthropic's token-counting body (a Messages request without `max_tokens`).",
+}
+# What each inference operation answers: (200 description, its JSON schema, its event stream or None).
+_INFERENCE_ANSWERS: dict[str, tuple[str, dict[str, Any], str | None]] = {
+    "/v1/chat/completions": ("OpenAI's response object, unchanged from the upstream", {"type": "object"},
+                             "With `stream: true`: `data: {chunk}` events, then `data: [DONE]`"),
+    "/v1/completions": ("OpenAI's response object, unchanged from the upstream", {"type": "object"},
+                        "With `stream: true`: `data: {chunk}` events, then `data: [DONE]`"),
+    "/v1/embeddings": ("OpenAI's response object, unchanged from the upstream", {"type": "object"}, None),
+    "/v1/responses": ("OpenAI's Response object (`object: response`)", {"type": "object"},
+                      "With `stream: true`: OpenAI's Responses events (`event: response.created` ... "
+                      "`response.completed`), each with its `sequence_number`"),
+    "/v1/messages": ("Anthropic's Message object (`type: message`)", {"type": "object"},
+                     "With `stream: true`: Anthropic's events (`message_start` ... `message_stop`)"),
+    "/v1/messages/count_tokens": ("The estimated input tokens", {
+        "type": "object", "required": ["input_tokens"], "properties": {"input_tokens": {"type": "integer"}}},
+        None),
+}
 
 
 def _describe_inference_bodies(doc: dict[str, Any]) -> None:
@@ -108,34 +157,47 @@ def _describe_inference_bodies(doc: dict[str, Any]) -> None:
     import msgspec
 
     from aiaas.inference.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+    from aiaas.inference.service.wire.messages import CountTokensRequest, MessagesRequest
+    from aiaas.inference.service.wire.responses import ResponsesRequest
     from aiaas.kernel.errors import Problem
 
     bodies = {"/v1/chat/completions": ChatCompletionRequest, "/v1/completions": CompletionRequest,
-              "/v1/embeddings": EmbeddingRequest}
+              "/v1/embeddings": EmbeddingRequest, "/v1/responses": ResponsesRequest,
+              "/v1/messages": MessagesRequest, "/v1/messages/count_tokens": CountTokensRequest}
     schemas, components = msgspec.json.schema_components(
         [*bodies.values(), Problem], ref_template="#/components/schemas/{name}")
     doc["components"]["schemas"].update(components)
+    doc["components"]["schemas"]["AnthropicProblem"] = _ANTHROPIC_PROBLEM
     problem_ref = schemas[-1]
     for (path, _struct), schema in zip(bodies.items(), schemas, strict=False):
         op = doc["paths"].get(path, {}).get("post")
         if op is None:
             continue
+        anthropic = path.startswith("/v1/messages")
         op["requestBody"] = {
             "required": True,
-            "description": "OpenAI's request body; fields the gateway does not interpret are passed through.",
+            "description": _BODY_TEXT.get(path, "OpenAI's request body; fields the gateway does not interpret "
+                                                "are passed through."),
             "content": {"application/json": {"schema": schema}},
         }
+        about, answer, events = _INFERENCE_ANSWERS[path]
         ok = op.setdefault("responses", {}).setdefault("200", {"description": "OK"})
-        ok["description"] = "OpenAI's response object, unchanged from the upstream"
+        ok["description"] = about
         ok["headers"] = {name: {"description": text, "schema": {"type": "string"}}
                          for name, text in _INFERENCE_HEADERS.items()}
-        ok.setdefault("content", {})["application/json"] = {"schema": {"type": "object"}}
-        if path != "/v1/embeddings":
-            ok["content"]["text/event-stream"] = {"schema": {
-                "type": "string", "description": "With `stream: true`: `data: {chunk}` events, then `data: [DONE]`"}}
-        for status, text in _INFERENCE_ERRORS.items():
+        ok.setdefault("content", {})["application/json"] = {"schema": answer}
+        if events is not None:
+            ok["content"]["text/event-stream"] = {"schema": {"type": "string", "description": events}}
+        errors = _ANTHROPIC_ERRORS if anthropic else _INFERENCE_ERRORS
+        error_schema = {"$ref": "#/components/schemas/AnthropicProblem"} if anthropic else problem_ref
+        for status, text in errors.items():
             op["responses"].setdefault(status, {"description": text, "content": {
-                "application/problem+json": {"schema": dict(problem_ref)}}})
+                "application/problem+json": {"schema": dict(error_schema)}}})
+        if anthropic:
+            op["security"] = [{"ApiKeyHeader": []}, {"bearer": []}]
+            doc["components"]["securitySchemes"]["ApiKeyHeader"] = {
+                "type": "apiKey", "in": "header", "name": "x-api-key",
+                "description": "An API key, as Anthropic's clients send it"}
 
 
 def render(settings: Settings) -> str:

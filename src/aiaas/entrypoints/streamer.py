@@ -1,6 +1,6 @@
 """The OpenAI-compatible inference app (role ``streamer``).
 
-``create_app`` is what the role serves: :class:`~aiaas.inference.asgi.InferenceEdge` answers the three
+``create_app`` is what the role serves: :class:`~aiaas.inference.asgi.InferenceEdge` answers the
 inference POST endpoints itself and hands every other request to the Litestar app of ``create_litestar``
 (``/v1/models``, health, metrics, OpenAPI), whose route table and schema the contract is built from.
 """
@@ -28,11 +28,12 @@ def create_app(container: Container) -> InferenceEdge:
     """The streamer's ASGI app for ``container``'s dependencies: the inference edge in front of Litestar."""
     return InferenceEdge(create_litestar(container), authenticator=container.authenticator,
                          gateway=lambda: container.gateway,
-                         max_body_bytes=container.settings.max_request_body_bytes)
+                         max_body_bytes=container.settings.max_request_body_bytes,
+                         responses=lambda: container.responses)
 
 
 def create_litestar(container: Container) -> Litestar:
-    """The Litestar part of the streamer: every route except the three inference POST endpoints."""
+    """The Litestar part of the streamer: every route except the inference POST endpoints."""
 
     def _gateway() -> Gateway:
         if container.gateway is None:
@@ -41,6 +42,7 @@ def create_litestar(container: Container) -> Litestar:
 
     deps = dependencies(container)
     deps["gateway"] = Provide(_gateway, sync_to_thread=False)
+    deps["responses"] = Provide(lambda: container.responses, sync_to_thread=False)
     return make_app(
         role="streamer",
         settings=container.settings,

@@ -1,7 +1,8 @@
 """HTTP routes of the ``inference`` context.
 
-``streamer_handlers``: ``/v1/models`` and ``/v1/models/{model}``, mounted on the streamer (the three
-inference POST endpoints are served in front of Litestar by :mod:`aiaas.inference.asgi`).
+``streamer_handlers``: ``/v1/models``, ``/v1/models/{model}`` and the stored Responses API responses
+(``/v1/responses/{id}``, its ``input_items``), mounted on the streamer (the inference POST endpoints are
+served in front of Litestar by :mod:`aiaas.inference.asgi`).
 ``CatalogAdminController``: the model catalog and org model-access policies under ``/v1/admin``,
 mounted on the management API.
 """
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.inference.schemas import (
@@ -28,6 +30,7 @@ from aiaas.inference.schemas import (
 from aiaas.inference.service import catalog as catalog_service
 from aiaas.inference.service.catalog import CatalogCache
 from aiaas.inference.service.gateway import Gateway
+from aiaas.inference.service.stored_responses import ResponseStore
 from aiaas.kernel.errors import Forbidden, NotFound
 from aiaas.kernel.security import Permission, Principal
 
@@ -42,6 +45,7 @@ PrincipalDep = NamedDependency[Principal]
 GatewayDep = NamedDependency[Gateway]
 UowDep = NamedDependency[SessionScope]
 CatalogDep = NamedDependency[CatalogCache]
+ResponsesDep = NamedDependency[ResponseStore]
 ModelPath = FromPath[str]
 
 
@@ -80,7 +84,38 @@ async def retrieve_model(model: ModelPath, principal: PrincipalDep, gateway: Gat
                    param="model")
 
 
-streamer_handlers = [list_models, retrieve_model]
+@get("/v1/responses/{response_id:str}", opt=INVOKE, tags=["inference"], summary="Retrieve a response",
+     operation_id="getResponse")
+async def get_response(response_id: ModelPath, principal: PrincipalDep, responses: ResponsesDep) -> dict[str, Any]:
+    """A stored response (``store: true``) of this API key's organization, as it was returned; 404 for
+    another org's, a deleted or an expired one."""
+    _require(principal, Permission.MODELS_INVOKE)
+    return await responses.get(org_id=principal.org_id or "", response_id=response_id)
+
+
+@delete("/v1/responses/{response_id:str}", opt=INVOKE, tags=["inference"], summary="Delete a response",
+        operation_id="deleteResponse", status_code=200)
+async def delete_response(response_id: ModelPath, principal: PrincipalDep, responses: ResponsesDep) -> dict[str, Any]:
+    """Delete a stored response: it can no longer be retrieved or continued with ``previous_response_id``."""
+    _require(principal, Permission.MODELS_INVOKE)
+    return await responses.delete(org_id=principal.org_id or "", response_id=response_id)
+
+
+@get("/v1/responses/{response_id:str}/input_items", opt=INVOKE, tags=["inference"],
+     summary="List a response's input items", operation_id="listInputItems")
+async def list_input_items(
+    response_id: ModelPath, principal: PrincipalDep, responses: ResponsesDep,
+    limit: Annotated[int, Parameter(ge=1, le=100, description="Items per page")] = 20,
+    order: Annotated[Literal["asc", "desc"], Parameter(description="`desc`: newest first")] = "desc",
+    after: Annotated[str | None, Parameter(description="The id of the last item already seen")] = None,
+) -> dict[str, Any]:
+    """The input items of a stored response (its own request's, not the earlier turns'), a page at a time."""
+    _require(principal, Permission.MODELS_INVOKE)
+    return await responses.input_items(org_id=principal.org_id or "", response_id=response_id, limit=limit,
+                                       order=order, after=after)
+
+
+streamer_handlers = [list_models, retrieve_model, get_response, delete_response, list_input_items]
 
 
 class CatalogAdminController(Controller):

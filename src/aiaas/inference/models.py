@@ -55,6 +55,7 @@ class DeploymentRow(Base):
     context_length: Mapped[int | None] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     ca_bundle: Mapped[str | None] = mapped_column(Text)
+    native_apis: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list, server_default="{}")
     model: Mapped[ModelRow] = relationship(back_populates="deployments", lazy="raise")
 
 

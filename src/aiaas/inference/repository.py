@@ -47,7 +47,7 @@ async def replace_deployments(session: AsyncSession, row: ModelRow, deployments:
             continue
         for attr in ("provider", "upstream_model", "base_url", "credential_ref", "weight", "priority",
                      "connect_timeout", "first_byte_timeout", "chunk_timeout", "total_timeout",
-                     "context_length", "enabled", "ca_bundle"):
+                     "context_length", "enabled", "ca_bundle", "native_apis"):
             setattr(old, attr, getattr(new, attr))
         keep.append(old)
     for gone in by_name.values():

@@ -20,6 +20,9 @@ import msgspec
 
 Capability = Literal["chat", "completions", "embeddings"]
 Provider = Literal["openai", "local"]
+# Client wire formats a deployment also speaks itself, so requests in them are passed through untranslated:
+# OpenAI's Responses API (``{base_url}/responses``) and Anthropic's Messages API (``{base_url}/messages``).
+NativeApi = Literal["responses", "messages"]
 
 _NonNeg = Annotated[int, msgspec.Meta(ge=0)]
 _Pos = Annotated[int, msgspec.Meta(ge=1)]
@@ -249,10 +252,16 @@ class DeploymentSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, o
     # A PEM file of CA certificates on the gateway's filesystem that an https upstream's certificate is
     # checked against instead of the system's trust store (a private CA); None: the system's trust store.
     ca_bundle: Annotated[str, msgspec.Meta(max_length=4096, pattern=CA_BUNDLE_PATTERN)] | None = None
+    # The client wire formats this upstream speaks itself (passed through untranslated); chat always.
+    native_apis: Annotated[list[NativeApi], msgspec.Meta(max_length=2)] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.base_url is not None:
             check_base_url(self.base_url)
+        if self.native_apis and self.provider != "openai":
+            raise ValueError("native_apis applies only to an HTTP upstream (provider openai)")
+        if len(set(self.native_apis)) != len(self.native_apis):
+            raise ValueError("native_apis lists an API twice")
         if self.ca_bundle is not None and not (self.base_url or "").startswith("https://"):
             raise ValueError("ca_bundle applies only to a deployment with an https:// base_url")
         if self.credential_ref is not None and _LOOKS_LIKE_A_KEY.match(self.credential_ref):
@@ -298,6 +307,7 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     context_length: int | None
     enabled: bool
     ca_bundle: str | None = None
+    native_apis: tuple[str, ...] = ()
 
 
 class ModelPrice(msgspec.Struct, frozen=True, kw_only=True):

@@ -225,6 +225,34 @@ def encode_problem(problem: Problem) -> bytes:
     return _encoder.encode(problem)
 
 
+# Anthropic's error types by status (https://docs.anthropic.com/en/api/errors); 503 is its "overloaded".
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+                    403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+                    413: "request_too_large", 422: "invalid_request_error", 429: "rate_limit_error",
+                    503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error"}
+
+
+def anthropic_error_type(status: int) -> str:
+    """Anthropic's ``error.type`` for an HTTP status."""
+    return _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+
+def encode_anthropic_problem(problem: Problem) -> bytes:
+    """A problem document in Anthropic's error shape, for the Anthropic-compatible routes.
+
+    Anthropic's clients read ``{"type": "error", "error": {"type", "message"}}``, so the top-level ``type``
+    is ``"error"`` (a relative URI reference, which RFC 7807 allows) and the problem type URI moves to
+    ``problem_type``; ``title``, ``status``, ``detail``, ``instance``, ``request_id`` and ``code`` stay
+    where every other route has them.
+    """
+    doc = msgspec.to_builtins(problem)
+    for key, value in (doc.pop("extensions", None) or {}).items():
+        doc.setdefault(key, value)
+    doc.pop("error", None)  # OpenAI's error object: Anthropic's takes its place
+    error = {"type": anthropic_error_type(problem.status), "message": problem.detail}
+    return _encoder.encode({"type": "error", "error": error, "problem_type": doc.pop("type"), **doc})
+
+
 def render_problem(problem: Problem, headers: Mapping[str, str] | None = None) -> Response[bytes]:
     """Encode a problem as an ``application/problem+json`` response."""
     return Response(

@@ -101,6 +101,11 @@ def catalog_specs(a: FakeUpstream, b: FakeUpstream, c: FakeUpstream, d: FakeUpst
         ModelSpec(name="test/badreq", capabilities=chat, deployments=[_dep("a", a, "bad-request")]),
         ModelSpec(name="test/drop", capabilities=chat, deployments=[_dep("a", a, "drop-mid")]),
         ModelSpec(name="test/slow-stream", capabilities=chat, deployments=[_dep("a", a, "slow-stream")]),
+        ModelSpec(name="test/agent", capabilities=chat, deployments=[_dep("a", a, "agent")]),
+        ModelSpec(name="test/native", capabilities=chat, deployments=[
+            _dep("a", a, "native", native_apis=["responses", "messages"])]),
+        ModelSpec(name="test/native-drop", capabilities=chat, deployments=[
+            _dep("a", a, "native-drop", native_apis=["responses", "messages"])]),
         ModelSpec(name="test/embed", capabilities=["embeddings"], deployments=[_dep("a", a, "fake-embed")]),
         ModelSpec(name="test/pair", capabilities=chat, deployments=[
             _dep("c", c, weight=1, connect_timeout=0.5), _dep("d", d, weight=1, connect_timeout=0.5)]),

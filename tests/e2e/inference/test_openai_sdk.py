@@ -216,3 +216,30 @@ class TestErrorMapping:
 
 def _sse(body: bytes) -> list[Any]:
     return [e for e in body.split(b"\n\n") if e]
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}]
+
+
+class TestChatToolCalls:
+    def test_tool_calls_stream_chunk_by_chunk_unchanged(self, running: Running) -> None:
+        from fake_upstream import AGENT_ARGUMENTS
+
+        chunks = list(client(running).chat.completions.create(model="test/agent", messages=MSG, tools=TOOLS,
+                                                              stream=True))
+        deltas = [c.choices[0].delta.tool_calls[0] for c in chunks
+                  if c.choices and c.choices[0].delta.tool_calls]
+        assert len(deltas) == 4  # the id-and-name chunk, then the arguments in three fragments, as sent
+        assert deltas[0].id and deltas[0].function is not None and deltas[0].function.name == "get_weather"
+        assert "".join(d.function.arguments or "" for d in deltas if d.function) == AGENT_ARGUMENTS
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+        assert running.upstreams["a"].requests[-1]["tools"] == TOOLS
+
+    def test_a_tool_result_turn(self, running: Running) -> None:
+        first = client(running).chat.completions.create(model="test/agent", messages=MSG, tools=TOOLS)
+        call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
+        second = client(running).chat.completions.create(model="test/agent", tools=TOOLS, messages=[
+            *MSG, first.choices[0].message.model_dump(exclude_none=True),  # type: ignore[list-item]
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny"}])
+        assert second.choices[0].message.content == "The tool said: sunny"

@@ -118,3 +118,54 @@ class TestCaBundle:
         with pytest.raises(msgspec.ValidationError, match="https"):
             msgspec.convert({**self.BASE, "base_url": "http://vllm.internal/v1", "ca_bundle": "/ca.pem"},
                             DeploymentSpec)
+
+
+class TestNativeApis:
+    BASE = {"name": "d", "upstream_model": "m", "base_url": "https://api.example.com/v1"}
+
+    def test_an_http_upstream_may_speak_the_responses_and_messages_apis(self) -> None:
+        import msgspec
+
+        spec = msgspec.convert({**self.BASE, "native_apis": ["messages", "responses"]}, DeploymentSpec)
+        assert spec.native_apis == ["messages", "responses"]
+        assert msgspec.convert(self.BASE, DeploymentSpec).native_apis == []
+        assert b"native_apis" not in msgspec.json.encode(msgspec.convert(self.BASE, DeploymentSpec))
+
+    @pytest.mark.parametrize(("extra", "match"), [
+        ({"native_apis": ["embeddings"]}, "native_apis"),
+        ({"native_apis": ["messages", "messages"]}, "twice"),
+        ({"provider": "local", "base_url": None, "native_apis": ["responses"]}, "HTTP upstream"),
+    ])
+    def test_anything_else_is_refused(self, extra: dict[str, object], match: str) -> None:
+        import msgspec
+
+        with pytest.raises(msgspec.ValidationError, match=match):
+            msgspec.convert({**self.BASE, **extra}, DeploymentSpec)
+
+
+class TestUpstreamHeaders:
+    """Which header carries the deployment's credential, and that a passed-through request's own headers
+    go with it."""
+
+    def _headers(self, monkeypatch: pytest.MonkeyPatch, endpoint: str,
+                 extra: dict[str, str] | None = None) -> dict[str, str] | None:
+        from aiaas.inference.providers.base import Call
+        from aiaas.inference.providers.http import HttpUpstream
+        from aiaas.inference.schemas import Deployment
+
+        monkeypatch.setenv("UPSTREAM_CREDENTIAL_VENDOR", "sk-upstream-secret")  # pragma: allowlist secret
+        dep = Deployment(id="1", name="d", provider="openai", upstream_model="m", base_url="https://x/v1",
+                         credential_ref="vendor", weight=1, priority=0, connect_timeout=1, first_byte_timeout=1,
+                         chunk_timeout=1, total_timeout=1, context_length=None, enabled=True)
+        up = HttpUpstream(client=None, credentials=CredentialResolver())  # type: ignore[arg-type]
+        return up._headers(dep, Call(endpoint=endpoint, body=b"{}", public_model="m", deadline=0, headers=extra))
+
+    def test_chat_and_responses_send_a_bearer_token(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for endpoint in ("chat.completions", "responses"):
+            assert self._headers(monkeypatch, endpoint) == {"Authorization": "Bearer sk-upstream-secret"}
+
+    def test_anthropics_api_gets_x_api_key_and_the_clients_version_headers(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        headers = self._headers(monkeypatch, "messages", {"anthropic-version": "2023-06-01", "anthropic-beta": "b1"})
+        secret = "sk-upstream-secret"  # pragma: allowlist secret
+        assert headers == {"x-api-key": secret, "anthropic-version": "2023-06-01", "anthropic-beta": "b1"}

@@ -59,7 +59,8 @@ class EventStream(Protocol):
 class Call:
     """What a provider needs for one attempt."""
 
-    endpoint: str  # "chat.completions" | "completions" | "embeddings"
+    endpoint: str  # "chat.completions" | "completions" | "embeddings" | (passed through) "responses" | "messages"
     body: bytes  # the upstream request body (model already replaced)
     public_model: str
     deadline: float  # loop time by which the whole request must finish
+    headers: dict[str, str] | None = None  # a passed-through request's own headers (``anthropic-beta``)

@@ -19,7 +19,8 @@ from aiaas.inference.providers.client import Response, UpstreamClient
 from aiaas.inference.providers.credentials import CredentialResolver
 from aiaas.inference.schemas import Deployment
 
-PATHS = {"chat.completions": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+PATHS = {"chat.completions": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings",
+         "responses": "/responses", "messages": "/messages"}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -51,13 +52,19 @@ class HttpUpstream:
         self._credentials = credentials or CredentialResolver()
 
     def _headers(self, dep: Deployment, call: Call) -> dict[str, str] | None:
+        headers = dict(call.headers) if call.headers else None
         if not dep.credential_ref:
-            return None
+            return headers
         secret = self._credentials.resolve(dep.credential_ref)
         if secret is None:
             raise UpstreamFailure("config", f"credential {dep.credential_ref!r} is not configured "
                                             f"({self._credentials.where(dep.credential_ref)})")
-        return {"Authorization": "Bearer " + secret.decode("latin-1")}
+        headers = headers or {}
+        if call.endpoint == "messages":  # Anthropic's API takes its key in x-api-key, not as a bearer token
+            headers["x-api-key"] = secret.decode("latin-1")
+        else:
+            headers["Authorization"] = "Bearer " + secret.decode("latin-1")
+        return headers
 
     async def _open(self, dep: Deployment, call: Call, *, read_body: bool) -> Response:
         if not dep.base_url:

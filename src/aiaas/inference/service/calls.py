@@ -80,6 +80,7 @@ class Routed:
     error: AppError | None = None
     error_type: str | None = None  # the last upstream failure's kind, when one failed
     price: ModelPrice | None = None  # what spend limits charge it (the answering deployment's price)
+    native: bool = False  # the deployment answered in the client's own wire format (``Parsed.native``)
 
     @property
     def headers(self) -> dict[str, str]:

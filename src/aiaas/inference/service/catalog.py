@@ -70,7 +70,8 @@ def to_catalog_model(row: ModelRow, prices: list[ModelPrice] | None = None) -> C
             credential_ref=d.credential_ref, weight=d.weight, priority=d.priority,
             connect_timeout=d.connect_timeout, first_byte_timeout=d.first_byte_timeout,
             chunk_timeout=d.chunk_timeout, total_timeout=d.total_timeout, context_length=d.context_length,
-            enabled=d.enabled, ca_bundle=d.ca_bundle) for d in row.deployments],
+            enabled=d.enabled, ca_bundle=d.ca_bundle,
+            native_apis=tuple(d.native_apis or ())) for d in row.deployments],
     )
 
 
@@ -84,7 +85,8 @@ def to_spec(model: CatalogModel) -> ModelSpec:
             base_url=d.base_url, credential_ref=d.credential_ref, weight=d.weight, priority=d.priority,
             connect_timeout=d.connect_timeout, first_byte_timeout=d.first_byte_timeout,
             chunk_timeout=d.chunk_timeout, total_timeout=d.total_timeout, context_length=d.context_length,
-            enabled=d.enabled, ca_bundle=d.ca_bundle) for d in model.deployments],
+            enabled=d.enabled, ca_bundle=d.ca_bundle,
+            native_apis=list(d.native_apis)) for d in model.deployments],  # type: ignore[arg-type]
     )
 
 
@@ -101,7 +103,8 @@ def _deployment_rows(specs: list[DeploymentSpec]) -> list[DeploymentRow]:
         id=uuid.uuid4(), name=d.name, provider=d.provider, upstream_model=d.upstream_model, base_url=d.base_url,
         credential_ref=d.credential_ref, weight=d.weight, priority=d.priority, connect_timeout=d.connect_timeout,
         first_byte_timeout=d.first_byte_timeout, chunk_timeout=d.chunk_timeout, total_timeout=d.total_timeout,
-        context_length=d.context_length, enabled=d.enabled, ca_bundle=d.ca_bundle) for d in specs]
+        context_length=d.context_length, enabled=d.enabled, ca_bundle=d.ca_bundle,
+        native_apis=list(d.native_apis)) for d in specs]
 
 
 # --- rules (take a session, never commit) ---

@@ -87,6 +87,19 @@ class Gateway:
         except AppError as exc:
             return replace(routed, error=exc)
 
+    async def admit_only(self, caller: Caller, principal: Principal, parsed: Parsed) -> Routed:
+        """Resolve, authorize and admit a request that calls no upstream (``count_tokens``): it counts
+        against the request rate limits like any other, and reserves no tokens and no spend."""
+        routed = Routed(caller=caller, model=parsed.model, known=False, stream=False, estimated_prompt=0)
+        try:
+            await self._resolve(principal, parsed)
+            routed = replace(routed, known=True)
+            admission = await self._admitter.admit(principal=principal, model=parsed.model, max_tokens=0,
+                                                   estimated_prompt_tokens=0)
+            return replace(routed, admission=admission)
+        except AppError as exc:
+            return replace(routed, error=exc)
+
     async def _resolve(self, principal: Principal, parsed: Parsed) -> tuple[CatalogModel, BreakerState]:
         org_id = principal.org_id
         if not org_id:
@@ -134,8 +147,13 @@ class Gateway:
                 last = UpstreamFailure("config", f"provider {dep.provider!r} is not available in this process")
                 continue
             attempts += 1
-            call = Call(endpoint=parsed.endpoint, body=parsed.upstream_body(dep.upstream_model),
-                        public_model=model.name, deadline=t0 + dep.total_timeout)
+            native = parsed.native if parsed.native is not None and parsed.native.api in dep.native_apis else None
+            if native is not None:
+                call = Call(endpoint=native.api, body=native.upstream_body(dep.upstream_model),
+                            public_model=model.name, deadline=t0 + dep.total_timeout, headers=native.headers)
+            else:
+                call = Call(endpoint=parsed.endpoint, body=parsed.upstream_body(dep.upstream_model),
+                            public_model=model.name, deadline=t0 + dep.total_timeout)
             started = time.perf_counter()
             try:
                 if parsed.stream:
@@ -155,7 +173,8 @@ class Gateway:
                     await self.breakers.release_probe(dep)
             metrics.TTFB.labels(model.name, dep.name).observe(time.perf_counter() - started)
             answered = replace(routed, upstream=_upstream(dep, routed.caller), reply=reply, events=events,
-                               price=pricing.price_of(model, dep.name, routed.caller.started_at))
+                               price=pricing.price_of(model, dep.name, routed.caller.started_at),
+                               native=native is not None)
             if dep.id in breaker:
                 try:
                     await self.breakers.success(model.name, dep, breaker)
@@ -176,11 +195,13 @@ class Gateway:
             tally.body(routed.reply.body)
         return tally.outcome(status="ok")
 
-    async def relay(self, routed: Routed, tally: Tally, *, wants_usage: bool) -> AsyncIterator[bytes]:
+    async def relay(self, routed: Routed, tally: Tally, *, wants_usage: bool,
+                    interrupted: Callable[[str], bytes] | None = None) -> AsyncIterator[bytes]:
         """The client's SSE body: the upstream's events as its own bytes, the usage chunk stripped unless
         asked for, counted in ``tally``. If the upstream breaks mid-stream the client gets an in-band
-        ``error`` event and the stream ends (``tally.stream_failure`` says why). The caller closes
-        ``routed.events`` when it is done, however it ends."""
+        error event (chat's ``error`` chunk, or what ``interrupted`` renders for another wire format) and
+        the stream ends (``tally.stream_failure`` says why). The caller closes ``routed.events`` when it
+        is done, however it ends."""
         events = routed.events
         assert events is not None
         event: bytes | None = events.first
@@ -194,9 +215,13 @@ class Gateway:
             tally.stream_failure = failure.kind
             up = routed.upstream
             metrics.UPSTREAM_ERRORS.labels(routed.model, up.deployment if up else "", f"stream_{failure.kind}").inc()
+            message = f"The upstream stream was interrupted: {failure.detail}"
+            if interrupted is not None:
+                yield interrupted(message)
+                return
             yield b"data: " + _encode({"error": {
-                "message": f"The upstream stream was interrupted: {failure.detail}", "type": "server_error",
-                "param": None, "code": "upstream_stream_interrupted"}}) + b"\n\n"
+                "message": message, "type": "server_error", "param": None,
+                "code": "upstream_stream_interrupted"}}) + b"\n\n"
 
     @staticmethod
     def stream_outcome(tally: Tally, *, client_left: bool) -> Outcome:

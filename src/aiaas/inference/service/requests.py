@@ -29,6 +29,20 @@ _USAGE_ON = msgspec.Raw(b'{"include_usage":true}')
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class Native:
+    """A request in a client wire format a deployment may speak itself (``Deployment.native_apis``): its
+    body, passed through untranslated to such a deployment, and the client headers that go with it."""
+
+    api: str  # "responses" | "messages"
+    raw: dict[str, msgspec.Raw]
+    headers: dict[str, str] | None = None
+
+    def upstream_body(self, upstream_model: str) -> bytes:
+        """The body for one deployment: the client's own with ``model`` replaced."""
+        return msgspec.json.encode({**self.raw, "model": msgspec.Raw(msgspec.json.encode(upstream_model))})
+
+
 @dataclass(slots=True)
 class Parsed:
     """A validated request: what the gateway reads, and the raw fields to forward."""
@@ -41,6 +55,7 @@ class Parsed:
     estimated_prompt_tokens: int
     raw: dict[str, msgspec.Raw]
     choices: int = 1  # completions the upstream generates per request (``n``, or ``best_of``)
+    native: Native | None = None  # the untranslated request, for a deployment that speaks its format
 
     def upstream_body(self, upstream_model: str) -> bytes:
         """The body for one deployment: the client's fields with ``model`` replaced (and usage on for streams)."""

@@ -17,7 +17,8 @@ from aiaas.inference.service import metrics, pricing
 from aiaas.inference.service.calls import Outcome, Routed
 
 UNKNOWN_MODEL_LABEL = "<unknown>"
-_OPERATION = {"chat.completions": "chat", "completions": "text_completion", "embeddings": "embeddings"}
+_OPERATION = {"chat.completions": "chat", "completions": "text_completion", "embeddings": "embeddings",
+              "responses": "chat", "messages": "chat"}
 
 
 def tokens(routed: Routed, outcome: Outcome) -> tuple[int, int]:
