@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import shutil
 import socket
 import statistics
@@ -121,12 +122,15 @@ async def run(n: int, contenders: list[Contender]) -> None:
                     await one(s, c, stream)
             times: dict[str, list[float]] = {c.name: [] for c in contenders}
             cpu0 = {c.name: _cpu(c.pid) for c in contenders}
-            for i in range(n):
-                # Rotated each round: a streamer's after-response work (accounting, the event) still runs
-                # while the next contender is timed, so a fixed order would tax whichever comes after a
-                # gateway (on 2 cores, about 0.7 ms at p50 between two copies of the same code).
-                k = i % len(contenders)
-                for c in contenders[k:] + contenders[:k]:
+            rng = random.Random(stream)
+            order = list(contenders)
+            for _ in range(n):
+                # Shuffled each round: a streamer's after-response work (accounting, the event) still runs
+                # while the next contender is timed, so any fixed order, rotated or not, taxes whichever
+                # comes right after a gateway (two copies of the same code measured 0.5 ms apart at p50
+                # when rotated); shuffled, every contender follows every other equally often.
+                rng.shuffle(order)
+                for c in order:
                     times[c.name].append(await one(s, c, stream))
             for c in contenders:
                 c.cpu_ms[stream] = (_cpu(c.pid) - cpu0[c.name]) / n * 1000
