@@ -4,7 +4,8 @@ Usage::
 
     aiaas serve --role api|streamer|worker|all [--workers N]
     aiaas migrate
-    aiaas openapi [--check] [--output FILE]
+    aiaas openapi [--check] [--output FILE] [--breaking-from EARLIER.yaml]
+    aiaas docs [--check] [--dir DIR]
     aiaas bootstrap [--email E] [--password P] [--org NAME] [--new-key] [--json]
     aiaas apply -f FILE [--dry-run]
     aiaas dlq list|replay|purge [--queue usage.from.inference] [--limit N] [--yes]
@@ -53,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     openapi = sub.add_parser("openapi", help="write the OpenAPI document of both HTTP roles")
     openapi.add_argument("--output", default="contracts/openapi.yaml")
     openapi.add_argument("--check", action="store_true", help="exit 1 when the file differs from the app")
+    openapi.add_argument("--breaking-from", metavar="EARLIER", default=None,
+                         help="exit 1 when the app's contract breaks a /v1 client of this earlier contract")
+    docs = sub.add_parser("docs", help="write the reference pages generated from the code (configuration, database)")
+    docs.add_argument("--dir", default="docs")
+    docs.add_argument("--check", action="store_true", help="exit 1 when a page differs from the code")
     boot = sub.add_parser("bootstrap", help="create the first platform admin, an org and an API key (idempotent)")
     boot.add_argument("--email", default=None, help="admin email (default AIAAS_BOOTSTRAP_ADMIN_EMAIL or "
                       "admin@localhost)")
@@ -180,9 +186,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return asyncio.run(_apply(settings, path, text, dry_run=args.dry_run))
     if args.command == "openapi":
-        from aiaas.entrypoints.openapi import check_or_write
+        from aiaas.entrypoints.openapi import check_or_write, report_breaking
 
+        if args.breaking_from:
+            return report_breaking(settings, Path(args.breaking_from))
         return check_or_write(settings, Path(args.output), check=args.check)
+    if args.command == "docs":
+        from aiaas.entrypoints.docs import check_or_write as check_or_write_docs
+
+        return check_or_write_docs(Path(args.dir), check=args.check)
     if args.command == "bootstrap":
         return _bootstrap(settings, args)
     if args.command == "dlq":

@@ -221,3 +221,27 @@ def check_or_write(settings: Settings, output: Path, *, check: bool) -> int:
     print("\n".join(list(diff)[:200]), file=sys.stderr)
     print(f"aiaas: {output} is out of date; run `aiaas openapi` and commit it", file=sys.stderr)
     return 1
+
+
+def report_breaking(settings: Settings, earlier: Path, accepted: Path = Path("contracts/breaking-accepted.txt")) -> int:
+    """Compare the app's contract with an earlier one; print each breaking change and exit 1 if any.
+
+    A deliberate break (a security fix that refuses what used to be accepted) is tolerated when its line
+    is in ``accepted``, each followed by ``  # why``; docs/api-versioning.md says when that is allowed.
+    """
+    from aiaas.entrypoints.contract_diff import breaking_changes
+
+    allowed = set()
+    if accepted.exists():
+        allowed = {line.split("  #", 1)[0].strip() for line in accepted.read_text().splitlines()
+                   if line.strip() and not line.startswith("#")}
+    changes = [c for c in breaking_changes(yaml.safe_load(earlier.read_text()), build_document(settings))
+               if c not in allowed]
+    for line in changes:
+        print(f"breaking: {line}", file=sys.stderr)
+    if changes:
+        print(f"aiaas: {len(changes)} breaking change(s) to /v1 against {earlier}; see docs/api-versioning.md",
+              file=sys.stderr)
+        return 1
+    print(f"aiaas: no breaking change to /v1 against {earlier}")
+    return 0

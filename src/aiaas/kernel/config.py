@@ -125,6 +125,138 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return getattr(self, f"{context}_database_url") or self.database_url
 
 
+# What each setting means, for the generated reference (docs/configuration.md, `aiaas docs`); a setting
+# without an entry fails the docs check, so a new one cannot land undocumented.
+DESCRIPTIONS: dict[str, str] = {
+    'env': '`development`, `test` or `production`',
+    'host': 'bind address (the container image sets `0.0.0.0`)',
+    'api_port': 'port of role `api`',
+    'streamer_port': 'port of role `streamer`',
+    'worker_port': "port of the worker's `/health`, `/ready`, `/metrics`",
+    'workers': 'server worker processes (`--workers` overrides)',
+    'graceful_shutdown_seconds': 'how long in-flight requests and streams may finish after SIGTERM',
+    'database_url': 'shared PostgreSQL database',
+    'auth_database_url': "the `auth` context's own database (unset: the shared `AIAAS_DATABASE_URL`)",
+    'orgs_database_url': "the `orgs` context's own database (unset: the shared `AIAAS_DATABASE_URL`)",
+    'inference_database_url': "the `inference` context's own database (unset: the shared `AIAAS_DATABASE_URL`)",
+    'usage_database_url': "the `usage` context's own database (unset: the shared `AIAAS_DATABASE_URL`)",
+    'analytics_database_url': "the `analytics` context's own database (unset: the shared `AIAAS_DATABASE_URL`)",
+    'db_pool_size': 'connections kept open per distinct database URL and process',
+    'db_max_overflow': 'connections opened beyond the pool size under load, per distinct database URL and process',
+    'db_statement_timeout_ms': "PostgreSQL `statement_timeout` for the app's connections (0 = none)",
+    'redis_url': (
+        'Redis (cache, sessions, counters): `redis://` or `rediss://` (TLS; `?ssl_ca_certs=/path/ca.pem` for '
+        'a private CA); in cluster mode any node; in sentinel mode only its password, database and scheme are '
+        'used'
+    ),
+    'redis_mode': '`standalone`, `sentinel` or `cluster` (Redis Cluster: keys used together share a hash slot)',
+    'redis_sentinels': 'sentinel mode: the sentinels, `host:port[,host:port…]`',
+    'redis_sentinel_master': 'sentinel mode: the name of the master the sentinels watch',
+    'redis_prefix': 'prefix of every Redis key (tests use one per test); no braces',
+    'redis_timeout_seconds': (
+        'longest one Redis command or pipeline may take; then Redis counts as unavailable for that request '
+        '(limits fail open or closed per org policy)'
+    ),
+    'amqp_url': 'RabbitMQ <!-- pragma: allowlist secret -->',
+    'broker_prefix': 'prefix of every exchange and queue name',
+    'ready_timeout_seconds': 'timeout of each dependency check of `/ready`',
+    'max_request_body_bytes': 'larger request bodies are refused with 413',
+    'max_request_header_bytes': (
+        'a larger request line plus headers is refused with 431 (problem+json) before the app sees it'
+    ),
+    'trusted_proxies': (
+        'comma-separated IPs or CIDR networks of the reverse proxies in front of the app; only from them are '
+        '`X-Forwarded-For`/`-Proto` believed (empty: from nobody)'
+    ),
+    'metrics_token': (
+        'bearer token `/metrics` asks for (at least 16 characters); unset: `/metrics` is open in development '
+        'and test and refused (403) in production'
+    ),
+    'log_level': '`DEBUG`, `INFO`, `WARNING`, `ERROR`',
+    'log_json': 'one JSON object a line; `false` for plain text while developing',
+    'access_log': 'one log line per HTTP request (with request, trace and span ids)',
+    'service_name': '`service.name` of traces and the `service` field of logs',
+    'otel_exporter_otlp_endpoint': 'OTLP/HTTP collector, e.g. `http://otel-collector:4318`; unset = no export',
+    'otel_sample_ratio': 'share of new traces sampled (parent decisions are honoured)',
+    'migrations_dir': 'where the Alembic scripts live, if not in the package or source tree',
+    'bcrypt_rounds': 'bcrypt cost of password hashes (12 to 16)',
+    'session_ttl_seconds': 'lifetime of a login session token (kept in Redis)',
+    'login_max_failures_per_account': (
+        'failed logins of one account from one address within the window before that address is locked out of '
+        'it; from this many failures (from anywhere) on, each further attempt waits a backoff'
+    ),
+    'login_failure_window_seconds': 'window (and lock-out) of the per-account-and-address failure count',
+    'login_max_attempts_per_address': 'login attempts from one client address within its window before 429',
+    'login_address_window_seconds': 'window of the per-address attempt count',
+    'login_max_backoff_seconds': (
+        'longest wait the per-account backoff asks for (1, 2, 4 … seconds); an address the owner signed in '
+        'from in the last 30 days is exempt'
+    ),
+    'principal_cache_ttl_seconds': (
+        'how long a resolved API-key principal stays in Redis (revocations apply at once regardless)'
+    ),
+    'last_used_flush_seconds': 'how often the worker moves API-key last-used stamps from Redis to PostgreSQL',
+    'inference_max_attempts': 'deployments tried per request before giving up',
+    'inference_retry_budget_seconds': 'no new attempt starts after this long',
+    'inference_breaker_failures': "consecutive failures that open a deployment's circuit breaker",
+    'inference_breaker_cooldown_seconds': 'how long an open breaker keeps a deployment out before a probe',
+    'inference_catalog_ttl_seconds': 'TTL of catalog entries cached in Redis (writes refresh them at once)',
+    'inference_upstream_pool_size': (
+        'open upstream HTTP connections per upstream origin (scheme, host, port) and process; more requests '
+        'wait for one'
+    ),
+    'inference_upstream_keepalive_seconds': (
+        'idle upstream connections are kept this long: below the 5 s idle timeout common to servers, so an '
+        'upstream rarely closes a connection about to be reused (one it did close is retried once on a new '
+        'connection)'
+    ),
+    'inference_upstream_pool_wait_seconds': (
+        'how long a request waits for a free connection of its upstream origin (when `POOL_SIZE` are in use) '
+        'before that deployment fails with `timeout` and the next one is tried; not counted in the '
+        "deployment's first-byte timeout"
+    ),
+    'upstream_egress_allow': (
+        'IPs or CIDR networks (each optionally `:port`) upstream connections may reach although internal '
+        '(outside development loopback, private, link-local, CGNAT, multicast and reserved addresses are '
+        'refused); e.g. `10.0.0.0/8` for vLLM inside the cluster'
+    ),
+    'upstream_egress_deny': 'addresses upstream connections may never reach (same form)',
+    'upstream_credentials_dir': (
+        'a directory holding one file per `credential_ref` (a mounted Secret); otherwise a reference `NAME` '
+        'reads `UPSTREAM_CREDENTIAL_<NAME>`'
+    ),
+    'responses_retention_days': (
+        'days a stored Responses API response (`store: true`) is kept for `GET /v1/responses/{id}` and '
+        '`previous_response_id`; the worker deletes expired ones every 5 minutes'
+    ),
+    'local_model_enabled': 'serve deployments of provider `local` (embedded llama.cpp)',
+    'local_model_path': 'GGUF file of the embedded model (default: Gemma 3 270M Q4_K_M from `aiaas[local]`)',
+    'local_model_context': 'context length of the embedded model',
+    'local_model_threads': 'CPU threads of the embedded model',
+    'local_model_max_queue': 'requests that may wait for the embedded model; more get 503 + Retry-After',
+    'local_model_max_tokens': 'default and cap of `max_tokens` on the embedded model (more is a 400)',
+    'local_model_chat_format': (
+        "llama-cpp-python chat format for models whose GGUF has no chat template (empty: use the GGUF's)"
+    ),
+    'event_buffer_size': 'events buffered in memory per process before the excess is spilled to Redis',
+    'event_publish_timeout_seconds': "how long a publish may wait for RabbitMQ's confirm before the event is spilled",
+    'event_linger_ms': (
+        'wait this long for events to gather before publishing a batch; 0 publishes at once (batches still '
+        'form under load, and at low load lingering only makes bursts that delay later requests)'
+    ),
+    'usage_redis_failure_mode': (
+        'default for orgs without a policy while Redis is down: `closed` (503) or `open` (serve, count later)'
+    ),
+    'usage_ledger_batch_size': 'events per ledger transaction in the worker',
+    'usage_consumer_prefetch': "unacked messages a worker holds (bounds a batch's fill and redelivery after a crash)",
+    'usage_ledger_retention_days': (
+        "days of `usage.requests` rows to keep (≥ 1); the worker drops a month's partition once the whole "
+        'month is older than this, so rows live between this many days and a month more '
+        "([metering.md](metering.md#the-ledger-monthly-partitions-and-retention)); analytics' processed-event "
+        'records older than it (and than 40 days) are deleted by the same run'
+    ),
+}
+
 class ConfigError(ValueError):
     """A setting in the environment is missing its expected form."""
 
