@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from aiaas.kernel.config import Settings
@@ -65,6 +65,8 @@ class TestRedaction:
 
     @given(st.text(alphabet=TOKEN_ALPHABET, min_size=8, max_size=64))
     def test_any_bearer_token_masked(self, token: str) -> None:
+        # A "token" that is part of the words around it (Hypothesis found "Authoriz") is no finding.
+        assume(token not in "Authorization: Bearer [REDACTED]")
         assert token not in redact_text(f"Authorization: Bearer {token}")
 
     @given(st.text(alphabet=TOKEN_ALPHABET, min_size=8, max_size=64))
