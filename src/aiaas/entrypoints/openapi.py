@@ -62,6 +62,7 @@ def build_document(settings: Settings) -> dict[str, Any]:
         merged["components"]["schemas"].update(comps.get("schemas", {}))
         merged["components"]["securitySchemes"].update(comps.get("securitySchemes", {}))
     _describe_inference_bodies(merged)
+    _document_errors(merged)
     merged["paths"] = dict(sorted(merged["paths"].items()))
     merged["components"]["schemas"] = dict(sorted(merged["components"]["schemas"].items()))
     return merged
@@ -198,6 +199,33 @@ def _describe_inference_bodies(doc: dict[str, Any]) -> None:
             doc["components"]["securitySchemes"]["ApiKeyHeader"] = {
                 "type": "apiKey", "in": "header", "name": "x-api-key",
                 "description": "An API key, as Anthropic's clients send it"}
+
+
+def _document_errors(doc: dict[str, Any]) -> None:
+    """Every error a ``/v1`` operation can answer, as it is sent: a problem document.
+
+    The framework documents its own 400 body (``status_code``, ``detail``, ``extra``), which the problem
+    handlers never send; that is replaced, and every operation gets a ``default`` answer (any status it
+    does not list: 401, 403, 404, 409, 422, 429, 503, ...), so a client and a contract test can hold each
+    answer to its schema.
+    """
+    problem = {"$ref": "#/components/schemas/Problem"}
+    anthropic = {"$ref": "#/components/schemas/AnthropicProblem"}
+    for path, item in doc["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, op in item.items():
+            if method not in ("get", "put", "post", "delete", "patch") or not isinstance(op, dict):
+                continue
+            schema = anthropic if path.startswith("/v1/messages") else problem
+            responses = op.setdefault("responses", {})
+            framework_400 = responses.get("400", {}).get("content", {}).get("application/json")
+            if framework_400 is not None:
+                responses["400"] = {"description": "Invalid request: a problem document naming the field",
+                                    "content": {"application/problem+json": {"schema": dict(schema)}}}
+            responses.setdefault("default", {
+                "description": "Any other error (401, 403, 404, 409, 422, 429, 503, ...): a problem document",
+                "content": {"application/problem+json": {"schema": dict(schema)}}})
 
 
 def render(settings: Settings) -> str:
