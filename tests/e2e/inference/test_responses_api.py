@@ -320,3 +320,39 @@ class TestStreamFailures:
         with pytest.raises(openai.BadRequestError) as err:
             client(running).responses.create(model="local/gemma-3-270m", input="Weather?", tools=[WEATHER])  # type: ignore[list-item]
         assert "cannot call tools" in str(err.value)
+
+
+class TestOpenAIsPublishedDocument:
+    """What the gateway produces, held to OpenAI's own OpenAPI document (tests/contracts/openai_responses.json,
+    the version recorded there), not only to the SDK's types."""
+
+    @pytest.mark.parametrize("body", [
+        {"model": "test/chat", "input": "hi"},
+        {"model": "test/agent", "input": "Weather?", "tools": [WEATHER]},
+        {"model": "test/agent", "input": "x", "text": {"format": {"type": "json_schema", "name": "a",
+                                                                  "schema": {"type": "object"}}}},
+        {"model": "test/chat", "input": "hi", "max_output_tokens": 5, "metadata": {"k": "v"}, "user": "u"},
+    ], ids=["text", "function call", "json_schema", "settings echoed"])
+    def test_response_objects(self, running: Running, body: dict[str, Any]) -> None:
+        from published_schemas import errors
+
+        r = httpx.post(running.base_url + "/responses", json=body, timeout=30,
+                       headers={"authorization": "Bearer " + running.keys["member"]})
+        assert r.status_code == 200, r.text
+        assert errors("openai_responses.json", "Response", r.json()) == [], r.json()
+        stored = httpx.get(running.base_url + "/responses/" + r.json()["id"], timeout=30,
+                           headers={"authorization": "Bearer " + running.keys["member"]})
+        assert errors("openai_responses.json", "Response", stored.json()) == []
+
+    @pytest.mark.parametrize("body", [
+        {"model": "test/chat", "input": "hi", "stream": True},
+        {"model": "test/agent", "input": "Weather?", "tools": [WEATHER], "stream": True},
+        {"model": "test/drop", "input": "x", "stream": True, "store": False},
+    ], ids=["text", "function call", "failed"])
+    def test_every_stream_event(self, running: Running, body: dict[str, Any]) -> None:
+        from published_schemas import errors
+
+        status, events = sse(running, body)
+        assert status == 200
+        for event in events:
+            assert errors("openai_responses.json", "ResponseStreamEvent", event) == [], event

@@ -560,8 +560,8 @@ class TestResponseObject:
                               usage=None)
         resp = valid_response(obj)
         assert (resp.parallel_tool_calls, resp.tool_choice, resp.tools, resp.metadata) == (True, "auto", [], {})
-        assert (obj["text"], obj["truncation"], obj["store"], obj["usage"]) == ({"format": {"type": "text"}},
-                                                                                "disabled", True, None)
+        assert (obj["text"], obj["truncation"], obj["store"]) == ({"format": {"type": "text"}}, "disabled", True)
+        assert "usage" not in obj and "user" not in obj  # optional, not nullable, in OpenAI's document
         assert obj["reasoning"] == {"effort": None, "summary": None}
 
     def test_settings_are_echoed(self) -> None:
@@ -679,7 +679,7 @@ class TestResponseStream:
                                              chunk(finish="stop"), USAGE_CHUNK])
         events = events_of(body)
         assert [e["type"] for e in events] == TEXT_EVENTS
-        assert events[0]["response"]["status"] == "in_progress" and events[0]["response"]["usage"] is None
+        assert events[0]["response"]["status"] == "in_progress" and "usage" not in events[0]["response"]
         assert events[2]["item"] == {"id": "msg_0001", "type": "message", "status": "in_progress",
                                      "role": "assistant", "content": []}
         assert events[4] | {} == {"type": "response.output_text.delta", "sequence_number": 4, "item_id": "msg_0001",
@@ -761,7 +761,7 @@ class TestResponseStream:
         assert events[-1]["type"] == "response.failed"
         failed = events[-1]["response"]
         assert failed["error"] == {"code": "server_error", "message": "upstream died"}
-        assert failed["status"] == "failed" and failed["usage"] is None
+        assert failed["status"] == "failed" and "usage" not in failed
         assert failed["output"][0]["content"][0]["text"] == "partial"
         assert (failed["output"][1]["arguments"], failed["output"][1]["status"]) == ('{"a"', "incomplete")
         assert stream.response == failed
@@ -785,7 +785,8 @@ class TestResponseStream:
         stream.chunk(chunk({"content": "so"}))
         stream.chunk(chunk({"content": " far"}))
         now = stream.response
-        assert (now["status"], now["usage"], now["output"][1]["content"][0]["text"]) == ("in_progress", None, "so far")
+        assert (now["status"], now.get("usage"), now["output"][1]["content"][0]["text"]) == ("in_progress", None,
+                                                                                              "so far")
         valid_response(now)
         now["output"].clear()  # a copy: the stream's own state is untouched
         failed = events_of(b"".join(stream.fail("gone")), first=12)[0]["response"]

@@ -57,7 +57,7 @@ def response_object(
     """
     reasoning = req.reasoning
     text = msgspec.to_builtins(req.text) if req.text is not None else {}
-    return {
+    response: dict[str, Any] = {
         "id": response_id,
         "object": "response",
         "created_at": created_at,
@@ -84,9 +84,13 @@ def response_object(
         "tools": list(req.tools or ()),
         "top_p": req.top_p,
         "truncation": "disabled",
-        "usage": usage.as_dict() if usage is not None else None,
-        "user": req.user,
     }
+    # OpenAI's published document has these two optional, not nullable: left out until they are known.
+    if usage is not None:
+        response["usage"] = usage.as_dict()
+    if req.user is not None:
+        response["user"] = req.user
+    return response
 
 
 def status_of(finish_reason: str | None) -> tuple[str, str | None]:
