@@ -12,9 +12,27 @@ from jsonschema import Draft202012Validator
 CONTRACTS = Path(__file__).resolve().parent / "contracts"
 
 
+def _nullable(node: Any) -> Any:
+    """OpenAI's 3.1 document still marks some fields with 3.0's ``nullable: true``, which JSON Schema
+    ignores; read it as the document means it: null is allowed too."""
+    if isinstance(node, list):
+        return [_nullable(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _nullable(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable") is True:
+        if isinstance(out.get("type"), str):
+            out["type"] = [out["type"], "null"]
+        if isinstance(out.get("enum"), list) and None not in out["enum"]:
+            out["enum"] = [*out["enum"], None]
+        if "$ref" in out or "allOf" in out or "anyOf" in out:
+            out = {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
 @functools.cache
 def _document(name: str) -> dict[str, Any]:
-    return json.loads((CONTRACTS / name).read_text())  # type: ignore[no-any-return]
+    return _nullable(json.loads((CONTRACTS / name).read_text()))  # type: ignore[no-any-return]
 
 
 @functools.cache

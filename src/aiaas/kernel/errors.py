@@ -155,11 +155,13 @@ _STATUS_TITLES = {
 }
 
 
-class OpenAIError(msgspec.Struct, omit_defaults=True):
+class OpenAIError(msgspec.Struct):
+    """OpenAI's error object: `param` and `code` are always present (null when none), as its document requires."""
+
     message: str
     type: str
-    param: str | None = None
-    code: str | None = None
+    param: str | None
+    code: str | None
 
 
 class Problem(msgspec.Struct, omit_defaults=True):

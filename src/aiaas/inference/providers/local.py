@@ -154,6 +154,10 @@ class LocalRunner:
         finally:
             self._admitted -= 1
         out["model"] = call.public_model
+        for choice in out.get("choices") or ():
+            if isinstance(choice.get("message"), dict):
+                # OpenAI's document requires the field (null: no refusal); llama-cpp-python leaves it out.
+                choice["message"].setdefault("refusal", None)
         return UpstreamReply(body=_encode(out))
 
     async def stream(self, dep: Deployment, call: Call) -> LocalEventStream:
