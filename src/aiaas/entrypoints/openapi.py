@@ -63,6 +63,7 @@ def build_document(settings: Settings) -> dict[str, Any]:
         merged["components"]["securitySchemes"].update(comps.get("securitySchemes", {}))
     _describe_inference_bodies(merged)
     _document_errors(merged)
+    _closed_objects(merged)
     merged["paths"] = dict(sorted(merged["paths"].items()))
     merged["components"]["schemas"] = dict(sorted(merged["components"]["schemas"].items()))
     return merged
@@ -226,6 +227,32 @@ def _document_errors(doc: dict[str, Any]) -> None:
             responses.setdefault("default", {
                 "description": "Any other error (401, 403, 404, 409, 422, 429, 503, ...): a problem document",
                 "content": {"application/problem+json": {"schema": dict(schema)}}})
+
+
+def _struct_classes() -> dict[str, type]:
+    """Every msgspec Struct of the app by name (they are what the components are named after)."""
+    import msgspec
+
+    found: dict[str, type] = {}
+    todo = list(msgspec.Struct.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__module__.startswith("aiaas."):
+            found.setdefault(cls.__name__, cls)
+    return found
+
+
+def _closed_objects(doc: dict[str, Any]) -> None:
+    """A body Struct that refuses unknown fields (``forbid_unknown_fields``) says so in the contract
+    (``additionalProperties: false``), so a client, and a contract test generating requests, knows an
+    extra field is a 422, not ignored."""
+    structs = _struct_classes()
+    for name, schema in doc["components"]["schemas"].items():
+        cls = structs.get(name)
+        config = getattr(cls, "__struct_config__", None)
+        if config is not None and config.forbid_unknown_fields and schema.get("type") == "object":
+            schema["additionalProperties"] = False
 
 
 def render(settings: Settings) -> str:
