@@ -105,7 +105,7 @@ class TestProblemJson:
         assert doc["detail"] == "widget 42 does not exist"
         if client.openai:  # type: ignore[attr-defined]
             assert doc["error"] == {"message": "widget 42 does not exist", "type": "not_found_error",
-                                    "code": "widget_not_found"}
+                                    "code": "widget_not_found", "param": None}  # always there, as OpenAI's
         else:
             assert "error" not in doc
 
