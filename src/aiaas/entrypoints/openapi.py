@@ -16,6 +16,9 @@ import yaml
 from aiaas.kernel.config import Settings
 from aiaas.kernel.web import API_VERSION
 
+# libyaml's parser when PyYAML has it: the contract is ~300 KB, ten times faster to read.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def build_document(settings: Settings) -> dict[str, Any]:
     """Merge the api and streamer apps' documents; each operation is tagged with its role's server."""
@@ -290,7 +293,8 @@ def report_breaking(settings: Settings, earlier: Path, accepted: Path = Path("co
     if accepted.exists():
         allowed = {line.split("  #", 1)[0].strip() for line in accepted.read_text().splitlines()
                    if line.strip() and not line.startswith("#")}
-    changes = [c for c in breaking_changes(yaml.safe_load(earlier.read_text()), build_document(settings))
+    before = yaml.load(earlier.read_text(), Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+    changes = [c for c in breaking_changes(before, build_document(settings))
                if c not in allowed]
     for line in changes:
         print(f"breaking: {line}", file=sys.stderr)

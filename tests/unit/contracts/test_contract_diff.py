@@ -11,7 +11,8 @@ import yaml
 
 from aiaas.entrypoints.contract_diff import breaking_changes
 
-CONTRACT = yaml.safe_load((Path(__file__).resolve().parents[3] / "contracts" / "openapi.yaml").read_text())
+CONTRACT = yaml.load((Path(__file__).resolve().parents[3] / "contracts" / "openapi.yaml").read_text(),
+                     Loader=yaml.CSafeLoader)
 
 
 def base() -> dict[str, Any]:
