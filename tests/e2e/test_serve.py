@@ -4,6 +4,7 @@ workers, and SIGTERM shuts it down cleanly."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -74,6 +75,22 @@ class TestEveryRole:
         status, ctype, _ = _get(f"http://127.0.0.1:{running[role]}/does-not-exist")
         assert status == 404
         assert ctype.startswith("application/problem+json")
+
+
+class TestOneOrigin:
+    """Role ``all``'s api port also answers the inference routes, as one Ingress host does for split roles."""
+
+    def test_inference_routes_reach_the_streamer(self, running: dict[str, int]) -> None:
+        for path in ("/v1/models", "/v1/models/any"):
+            status, _, body = _get(f"http://127.0.0.1:{running['api']}{path}")
+            assert status == 401, (path, body)
+            assert "error" in json.loads(body), body  # OpenAI's error object: the streamer answered
+
+    def test_management_routes_stay_with_the_api(self, running: dict[str, int]) -> None:
+        status, _, body = _get(f"http://127.0.0.1:{running['api']}/v1/users/me")
+        assert status == 401
+        assert "error" not in json.loads(body)  # a plain problem document: the api answered
+        assert _get(f"http://127.0.0.1:{running['api']}/health")[0] == 200
 
 
 class TestMultiprocessMetrics:

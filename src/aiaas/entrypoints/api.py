@@ -12,6 +12,7 @@ from aiaas.analytics import http as analytics_http
 from aiaas.auth import api as auth_api
 from aiaas.auth import http as auth_http
 from aiaas.entrypoints.bootstrap import Container, dependencies
+from aiaas.entrypoints.console import console_router
 from aiaas.inference.http import CatalogAdminController
 from aiaas.inference.service.catalog import CatalogCache
 from aiaas.kernel.security import OrgRole
@@ -60,7 +61,7 @@ def create_app(container: Container) -> Litestar:
         role="api",
         settings=container.settings,
         route_handlers=[*auth_http.ROUTERS, *orgs_http.ROUTERS, CatalogAdminController, *usage_http.ROUTES,
-                       *analytics_http.ROUTES],
+                       *analytics_http.ROUTES, console_router()],
         checks=container.checks("api"),
         title="aiaas management API",
         description=DESCRIPTION,

@@ -65,6 +65,28 @@ def build_asgi(role: str, settings: Settings) -> Any:
     return RequestContext(app, role=role, access_log=settings.access_log)
 
 
+class OneOrigin:
+    """Role ``all``'s api port: the inference routes go to the streamer's app, everything else to the api's.
+
+    Behind the chart's Ingress one host serves both; this gives the single container the same shape, so
+    the console (served by the api) reaches the playground's ``/v1/chat/completions`` on its own origin,
+    with no CORS. Lifespan events go to the api app only: the streamer's own listener runs its lifespan.
+    """
+
+    def __init__(self, api: Any, streamer: Any) -> None:
+        from aiaas.entrypoints.streamer import serves
+
+        self.api = api
+        self.streamer = streamer
+        self.serves = serves
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan" and self.serves(scope["path"]):
+            await self.streamer(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to us, so several can share one loop."""
 
@@ -92,10 +114,13 @@ def bind(host: str, port: int) -> socket.socket:
 async def serve_listeners(settings: Settings, listeners: list[Listener]) -> None:
     """Serve every listener from this process's loop until SIGTERM/SIGINT, then shut down gracefully."""
     servers: list[_Server] = []
+    apps = {lst.role: build_asgi(lst.role, settings) for lst in listeners}
+    if "api" in apps and "streamer" in apps:
+        apps["api"] = OneOrigin(apps["api"], apps["streamer"])
     for lst in listeners:
         trusted = trusted_proxies(settings)
         config = uvicorn.Config(
-            build_asgi(lst.role, settings),
+            apps[lst.role],
             loop="none",
             http=protocol_class(max_head_bytes=settings.max_request_header_bytes,
                                 openai_errors=lst.role == "streamer"),

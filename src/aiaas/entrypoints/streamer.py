@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.di import Provide
 
 from aiaas.entrypoints.bootstrap import Container, dependencies
-from aiaas.inference.asgi import InferenceEdge
+from aiaas.inference.asgi import ROUTES, InferenceEdge
 from aiaas.inference.http import streamer_handlers
 from aiaas.inference.service.gateway import Gateway
 from aiaas.kernel.errors import ServiceUnavailable
@@ -22,6 +22,12 @@ DESCRIPTION = (
     "OpenAI-compatible inference endpoints of aiaas. Errors are RFC 7807 problem documents that also "
     "carry OpenAI's `error` object, so OpenAI SDKs raise their usual exception classes."
 )
+
+
+def serves(path: str) -> bool:
+    """Whether ``path`` is one of the streamer's inference routes (not its health, metrics or OpenAPI)."""
+    return (path in ROUTES or path == "/v1/models" or path.startswith(("/v1/models/", "/v1/responses/",
+                                                                         "/v1/messages/")))
 
 
 def create_app(container: Container) -> InferenceEdge:

@@ -15,7 +15,8 @@ from aiaas.kernel.guard import route_permissions
 from aiaas.kernel.security import Permission
 from aiaas.kernel.web import make_app
 
-PUBLIC_ALLOWED = {"/health", "/ready", "/metrics", "/v1/auth/login"}
+# The console's static files load before anyone has signed in; every call the page makes is authenticated.
+PUBLIC_ALLOWED = {"/health", "/ready", "/metrics", "/v1/auth/login", "/console", "/console/assets/{name:str}"}
 
 
 def _apps(settings: Settings) -> list[tuple[str, Any]]:
