@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.inference.schemas import (
     CatalogModel,
+    DeploymentHealth,
     ModelAccess,
     ModelList,
     ModelObject,
@@ -30,6 +31,7 @@ from aiaas.inference.schemas import (
 from aiaas.inference.service import catalog as catalog_service
 from aiaas.inference.service.catalog import CatalogCache
 from aiaas.inference.service.gateway import Gateway
+from aiaas.inference.service.routing import Breakers
 from aiaas.inference.service.stored_responses import ResponseStore
 from aiaas.kernel.errors import Forbidden, NotFound
 from aiaas.kernel.security import Permission, Principal
@@ -46,6 +48,7 @@ GatewayDep = NamedDependency[Gateway]
 UowDep = NamedDependency[SessionScope]
 CatalogDep = NamedDependency[CatalogCache]
 ResponsesDep = NamedDependency[ResponseStore]
+BreakersDep = NamedDependency[Breakers]
 ModelPath = FromPath[str]
 
 
@@ -134,6 +137,16 @@ class CatalogAdminController(Controller):
         _require(principal, Permission.PLATFORM_ADMIN)
         async with inference_uow() as session:
             return await catalog_service.list_models(session=session)
+
+    @get("/deployments", summary="Deployments and their circuit breakers")
+    async def deployment_health(self, principal: PrincipalDep, inference_uow: UowDep,
+                                breakers: BreakersDep) -> list[DeploymentHealth]:
+        """Every deployment of every model with its circuit breaker as the streamers see it: `closed` (in
+        rotation), `open` (left out until `open_until` after `consecutive_failures` failures), `half_open`
+        (one probe request at a time), or `unknown` while Redis cannot be read."""
+        _require(principal, Permission.PLATFORM_ADMIN)
+        async with inference_uow() as session:
+            return await catalog_service.deployment_health(session=session, breakers=breakers)
 
     @post("/models", summary="Add a model")
     async def create(self, data: JSONBody[ModelSpec], principal: PrincipalDep, inference_uow: UowDep,

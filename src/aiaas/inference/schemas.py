@@ -339,6 +339,24 @@ class CatalogModel(msgspec.Struct, frozen=True, kw_only=True):
     prices: list[ModelPrice] = []
 
 
+class DeploymentHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """One deployment of one model and its circuit breaker, as every streamer sees it (in Redis).
+
+    ``breaker``: ``closed`` (in rotation), ``open`` (left out until ``open_until``), ``half_open`` (cooled
+    down: one request at a time may probe it), or ``unknown`` while Redis cannot be read."""
+
+    model: str
+    deployment: str
+    deployment_id: str
+    provider: str
+    enabled: bool
+    weight: int
+    priority: int
+    breaker: Literal["closed", "open", "half_open", "unknown"]
+    consecutive_failures: int
+    open_until: dt.datetime | None
+
+
 class ModelAccess(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Which models an organization may use; ``models`` null means every model in the catalog."""
 

@@ -12,8 +12,10 @@ from litestar.testing import AsyncTestClient
 from aiaas.auth import api as auth_api
 from aiaas.entrypoints import api
 from aiaas.entrypoints.bootstrap import Container
+from aiaas.inference.service.routing import Breakers
 from aiaas.kernel.config import Settings
 from aiaas.kernel.http import RequestContext
+from aiaas.kernel.redis import Keys
 from support import FIXTURE_BCRYPT_ROUNDS
 
 PASSWORD = "correct horse battery staple"  # pragma: allowlist secret
@@ -112,3 +114,34 @@ class TestCatalogAdmin:
         assert await container.catalog.org_models(org) is None
         # An org id that is not a UUID names no org: the guard answers 404 before the handler runs.
         assert (await c.get("/v1/admin/model-access/not-a-uuid")).status_code == 404
+
+
+class TestDeploymentHealth:
+    async def test_each_deployment_shows_its_breaker_as_the_streamers_see_it(self, admin: Any,
+                                                                               settings: Settings) -> None:
+        c, container = admin
+        name = f"adm/{uuid.uuid4().hex[:8]}"
+        spec = _spec(name)
+        spec["deployments"].append({"name": "two", "upstream_model": "m2", "base_url": "http://127.0.0.1:9/v1"})
+        model = (await c.post("/v1/admin/models", json=spec)).json()
+        one = next(d for d in model["deployments"] if d["name"] == "one")
+        # A streamer's failures open deployment one's breaker (threshold 2 here), in the shared Redis.
+        breakers = Breakers(container.redis, Keys(settings.redis_prefix), failures=2, cooldown=60)
+        dep = (await container.catalog.lookup(name, None, "x")).model.deployments[0]
+        assert dep.id == one["id"]
+        await breakers.failure(name, dep)
+        await breakers.failure(name, dep)
+        r = await c.get("/v1/admin/deployments")
+        assert r.status_code == 200, r.text
+        mine = {d["deployment"]: d for d in r.json() if d["model"] == name}
+        assert mine["one"]["breaker"] == "open" and mine["one"]["consecutive_failures"] == 2
+        assert mine["one"]["open_until"] is not None
+        assert mine["two"] | {"deployment_id": None} == {
+            "model": name, "deployment": "two", "deployment_id": None, "provider": "openai", "enabled": True,
+            "weight": 1, "priority": 0, "breaker": "closed", "consecutive_failures": 0, "open_until": None}
+        await c.delete(f"/v1/admin/models/{name}")
+
+    async def test_only_platform_admins_see_it(self, admin: Any) -> None:
+        c, _ = admin
+        r = await c.get("/v1/admin/deployments", headers={"authorization": f"Bearer {TOKENS['member']}"})
+        assert r.status_code == 403

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiaas.inference.schemas import Deployment
+from aiaas.inference.schemas import CatalogModel, Deployment
 from aiaas.inference.service import telemetry
 from aiaas.inference.service.calls import Caller, Outcome, Routed, Tally
 from aiaas.inference.service.requests import param_of, parse
-from aiaas.inference.service.routing import decode_state, order_deployments, retry_after_seconds
+from aiaas.inference.service.routing import decode_state, health_of, order_deployments, retry_after_seconds
 from aiaas.inference.service.tokens import estimate_tokens
 from aiaas.kernel.errors import BadRequest
 from aiaas.usage import api as usage_api
@@ -175,3 +175,22 @@ class TestAccounting:
 def test_estimate_tokens() -> None:
     assert estimate_tokens(b"") == 0
     assert estimate_tokens(b"abcde") == 2
+
+
+class TestDeploymentHealth:
+    def _model(self) -> CatalogModel:
+        deps = [Deployment(id=f"d{i}", name=f"dep{i}", provider="openai", upstream_model="m", base_url="http://x",
+                           credential_ref=None, weight=1, priority=0, connect_timeout=1.0, first_byte_timeout=1.0,
+                           chunk_timeout=1.0, total_timeout=1.0, context_length=None, enabled=True)
+                for i in range(4)]
+        return CatalogModel(id="m", name="m", owned_by="aiaas", capabilities=["chat"], context_length=None,
+                            created=0, managed_by="api", deployments=deps)
+
+    def test_open_half_open_and_closed_read_as_routing_reads_them(self) -> None:
+        state = {"d0": (3, 200.0), "d1": (3, 50.0), "d2": (1, 0.0)}
+        got = {h.deployment: (h.breaker, h.consecutive_failures) for h in health_of([self._model()], {"m": state},
+                                                                                    now=100.0)}
+        assert got == {"dep0": ("open", 3), "dep1": ("half_open", 3), "dep2": ("closed", 1), "dep3": ("closed", 0)}
+
+    def test_unreadable_redis_is_unknown_not_healthy(self) -> None:
+        assert {h.breaker for h in health_of([self._model()], None, now=0.0)} == {"unknown"}

@@ -15,6 +15,7 @@ written back, breakers read as closed); the warm path is unchanged, only its exc
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, suppress
@@ -27,6 +28,7 @@ from aiaas.inference.models import DeploymentRow, ModelRow, OrgModelAccessRow
 from aiaas.inference.schemas import (
     CatalogModel,
     Deployment,
+    DeploymentHealth,
     DeploymentSpec,
     ModelAccess,
     ModelPrice,
@@ -34,6 +36,7 @@ from aiaas.inference.schemas import (
     ModelUpdate,
     OrgModelAccess,
 )
+from aiaas.inference.service.routing import Breakers, health_of
 from aiaas.kernel.errors import BadRequest, Conflict, NotFound
 from aiaas.kernel.redis import Keys, RedisClient, RedisUnavailable, mget
 
@@ -114,6 +117,12 @@ async def list_models(*, session: AsyncSession) -> list[CatalogModel]:
     """Every model of the catalog."""
     prices = await repository.get_prices(session)
     return [to_catalog_model(r, decode_prices(prices.get(r.name))) for r in await repository.list_models(session)]
+
+
+async def deployment_health(*, session: AsyncSession, breakers: Breakers) -> list[DeploymentHealth]:
+    """Every deployment of the catalog with its circuit breaker, as every streamer sees it right now."""
+    models = await list_models(session=session)
+    return health_of(models, await breakers.states([m.name for m in models]), now=time.time())
 
 
 async def _with_prices(session: AsyncSession, row: ModelRow) -> CatalogModel:

@@ -16,6 +16,7 @@ order with retries.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import random
 import time
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from aiaas.inference.schemas import Deployment
+from aiaas.inference.schemas import CatalogModel, Deployment, DeploymentHealth
 from aiaas.inference.service import metrics
 from aiaas.kernel.redis import Keys, RedisClient, RedisUnavailable, script
 
@@ -103,6 +104,29 @@ def retry_after_seconds(deployments: Sequence[Deployment], state: BreakerState, 
     return max(1, int(min(waits)) + 1) if waits else 1
 
 
+def health_of(models: Sequence[CatalogModel], states: dict[str, BreakerState] | None, *,
+              now: float) -> list[DeploymentHealth]:
+    """Each deployment of ``models`` with its breaker, read as routing reads it (``states`` None: unknown)."""
+    out: list[DeploymentHealth] = []
+    for model in models:
+        state = None if states is None else states.get(model.name, {})
+        for d in model.deployments:
+            failures, until = (state or {}).get(d.id, (0, 0.0))
+            if state is None:
+                breaker = "unknown"
+            elif until > now:
+                breaker = "open"
+            elif until > 0:
+                breaker = "half_open"
+            else:
+                breaker = "closed"
+            out.append(DeploymentHealth(
+                model=model.name, deployment=d.name, deployment_id=d.id, provider=d.provider, enabled=d.enabled,
+                weight=d.weight, priority=d.priority, breaker=breaker, consecutive_failures=failures,
+                open_until=dt.datetime.fromtimestamp(until, dt.UTC) if until > 0 else None))
+    return out
+
+
 class Breakers:
     """Reads and updates breaker state in Redis for one public model at a time."""
 
@@ -116,6 +140,18 @@ class Breakers:
     def key(self, model: str) -> str:
         """The Redis key of ``model``'s breaker state (in the model's hash slot, next to its catalog entry)."""
         return self._keys.tagged("inference", model, "breaker")
+
+    async def states(self, models: Sequence[str]) -> dict[str, BreakerState] | None:
+        """The breaker state of each of ``models`` (one pipelined GET each: the keys live in different
+        slots of a cluster); None when Redis cannot be read."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for model in models:
+                    pipe.get(self.key(model))
+                raws = await pipe.execute()
+        except RedisUnavailable:
+            return None
+        return {model: decode_state(raw) for model, raw in zip(models, raws, strict=True)}
 
     async def acquire_probe(self, model: str, dep: Deployment) -> bool:
         """Whether this request may probe a half-open deployment (one probe at a time)."""
