@@ -128,6 +128,8 @@ def session_settings(service_urls: dict[str, str], database_name: str) -> Iterat
         "AIAAS_LOGIN_MAX_ATTEMPTS_PER_ADDRESS": "1000000",
         # The fake upstreams listen on loopback, which the egress policy refuses outside development.
         "AIAAS_UPSTREAM_EGRESS_ALLOW": "127.0.0.0/8",
+        # Most tests never call the embedded model: only the ones that do (tests/e2e/inference) load it.
+        "AIAAS_LOCAL_MODEL_WARM": "false",
     }
     settings = load_settings(env)
     from aiaas.entrypoints.migrate import migrate

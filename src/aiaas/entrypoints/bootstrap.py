@@ -163,7 +163,10 @@ class Container:
             self.local_runner = LocalRunner(model_path=s.local_model_path, n_ctx=s.local_model_context,
                                             n_threads=s.local_model_threads, max_queue=s.local_model_max_queue,
                                             default_max_tokens=s.local_model_max_tokens,
-                                            chat_format=s.local_model_chat_format or None)
+                                            chat_format=s.local_model_chat_format or None,
+                                            repeat_penalty=s.local_model_repeat_penalty)
+            if s.local_model_warm:
+                self.local_runner.warm()
         breakers = Breakers(self.redis, self.keys, failures=s.inference_breaker_failures,
                             cooldown=s.inference_breaker_cooldown_seconds)
         publisher = self.publisher
@@ -188,7 +191,17 @@ class Container:
             "redis": self._ping_redis,
             "rabbitmq": self._ping_broker,
         }
-        return {name: available[name] for name in ROLE_DEPENDENCIES[role]}
+        checks = {name: available[name] for name in ROLE_DEPENDENCIES[role]}
+        if role in ("streamer", "all") and self.settings.local_model_enabled and self.settings.local_model_warm:
+            checks["local_model"] = self._local_model_warmed
+        return checks
+
+    async def _local_model_warmed(self) -> None:
+        # Not ready while the embedded model loads, so no request waits behind the load. A model that
+        # failed to load does not hold the streamer back: its deployments fail, the others serve.
+        runner = self.local_runner
+        if runner is not None and not runner.warmed.is_set():
+            raise RuntimeError("the embedded model is still loading")
 
     def session_provider(self, context: str) -> Callable[[], AsyncIterator[AsyncSession]]:
         """A Litestar dependency yielding one unit of work (transaction) of ``context`` per request."""

@@ -108,7 +108,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     local_model_threads: Annotated[int, msgspec.Meta(ge=1, le=256)] | None = None
     local_model_max_queue: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 16
     local_model_max_tokens: Annotated[int, msgspec.Meta(ge=1, le=131_072)] = 512
-    local_model_chat_format: str | None = "gemma"
+    local_model_chat_format: str | None = "aiaas-dialogue"
+    local_model_repeat_penalty: Annotated[float, msgspec.Meta(ge=1.0, le=2.0)] = 1.1
+    local_model_warm: bool = True
     event_buffer_size: Annotated[int, msgspec.Meta(ge=10, le=10_000_000)] = 10_000
     event_publish_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
     event_linger_ms: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 0.0
@@ -232,12 +234,15 @@ DESCRIPTIONS: dict[str, str] = {
     'local_model_enabled': 'serve deployments of provider `local` (embedded llama.cpp)',
     'local_model_path': 'GGUF file of the embedded model (default: Gemma 3 270M Q4_K_M from `aiaas[local]`)',
     'local_model_context': 'context length of the embedded model',
-    'local_model_threads': 'CPU threads of the embedded model',
+    'local_model_threads': 'CPU threads of the embedded model (default: every CPU the process may use)',
     'local_model_max_queue': 'requests that may wait for the embedded model; more get 503 + Retry-After',
     'local_model_max_tokens': 'default and cap of `max_tokens` on the embedded model (more is a 400)',
     'local_model_chat_format': (
-        "llama-cpp-python chat format for models whose GGUF has no chat template (empty: use the GGUF's)"
+        "prompt format of the embedded model: `aiaas-dialogue` (a User/Assistant transcript, for the packaged "
+        "base model), a llama-cpp-python chat format name (`gemma`, `chatml`, ...), or empty: the GGUF's own template"
     ),
+    'local_model_repeat_penalty': 'repetition penalty of the embedded model (1: none); keeps a small model off loops',
+    'local_model_warm': 'load the embedded model and read its prompt prefix at start; readiness waits for it',
     'event_buffer_size': 'events buffered in memory per process before the excess is spilled to Redis',
     'event_publish_timeout_seconds': "how long a publish may wait for RabbitMQ's confirm before the event is spilled",
     'event_linger_ms': (

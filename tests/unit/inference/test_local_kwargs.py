@@ -30,7 +30,7 @@ class TestChatKwargs:
         kind, kwargs = runner._kwargs(call(temperature=0.2, top_k=5, response_format=fmt, user="u", max_tokens=8))
         assert kind == "chat"
         assert kwargs == {"temperature": 0.2, "top_k": 5, "response_format": fmt, "max_tokens": 8,
-                          "messages": [{"role": "user", "content": "hi"}]}
+                          "repeat_penalty": 1.1, "messages": [{"role": "user", "content": "hi"}]}
 
     def test_tools_are_refused_not_dropped(self, runner: LocalRunner) -> None:
         tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]

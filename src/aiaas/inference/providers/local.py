@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from aiaas.inference.providers import dialogue
 from aiaas.inference.providers.base import Call, UpstreamFailure, UpstreamReply
 from aiaas.inference.schemas import Deployment
 
@@ -48,17 +50,32 @@ def default_model_path() -> str:
     return str(pkg.assemble())
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which a container's cpuset narrows).
+
+    llama-cpp-python's own default is half of ``os.cpu_count()``: one thread on a 2-core machine, which
+    generated at 24-27 tokens/s where two threads give 40.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 class LocalRunner:
     """One llama.cpp model on one worker thread, with a bounded wait queue."""
 
     def __init__(self, *, model_path: str | None, n_ctx: int, n_threads: int | None, max_queue: int,
-                 default_max_tokens: int, chat_format: str | None = None) -> None:
+                 default_max_tokens: int, chat_format: str | None = None, repeat_penalty: float = 1.1) -> None:
         self._model_path = model_path
         self._chat_format = chat_format
         self._n_ctx = n_ctx
-        self._n_threads = n_threads
+        self._n_threads = n_threads or usable_cpus()
         self._max_queue = max_queue
         self._default_max_tokens = default_max_tokens
+        self._repeat_penalty = repeat_penalty
+        self.warmed = threading.Event()
+        self.load_error: str | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aiaas-llama")
         # The model's thread starts with the runner (the model itself loads on first use), so it belongs
         # to the process's start-up rather than to whichever request comes first.
@@ -77,12 +94,34 @@ class LocalRunner:
 
             path = self._model_path or default_model_path()
             started = time.perf_counter()
-            # The packaged Gemma 3 270M GGUF carries no chat template, and llama-cpp-python's fallback
-            # (llama-2 turns) makes it stop at once with empty content; Gemma's own turn format works.
-            self._llm = Llama(model_path=path, n_ctx=self._n_ctx, n_threads=self._n_threads, verbose=False,
-                              chat_format=self._chat_format)
-            log.info("embedded model loaded from %s in %.2fs", path, time.perf_counter() - started)
+            # The packaged Gemma 3 270M is a base model with no chat template: it answers a dialogue
+            # transcript (providers/dialogue.py), and imitates chat turns instead of answering them.
+            fmt: dict[str, Any] = ({"chat_handler": dialogue.chat_handler()} if self._chat_format == dialogue.NAME
+                                   else {"chat_format": self._chat_format})
+            self._llm = Llama(model_path=path, n_ctx=self._n_ctx, n_threads=self._n_threads,
+                              n_threads_batch=self._n_threads, verbose=False, **fmt)
+            log.info("embedded model loaded from %s in %.2fs (%d threads)", path, time.perf_counter() - started,
+                     self._n_threads)
         return self._llm
+
+    def warm(self) -> None:
+        """Load the model and read the prompt format's fixed prefix now, on the model's thread, so the first
+        request pays for neither; ``warmed`` is set when done (readiness waits for it)."""
+        self._executor.submit(self._warm)
+
+    def _warm(self) -> None:  # worker thread
+        try:
+            llm = self._load()
+            if self._chat_format == dialogue.NAME:
+                started = time.perf_counter()
+                llm.create_completion(prompt=dialogue.PREFIX, max_tokens=1, temperature=0.0)
+                log.info("embedded model warmed in %.2fs", time.perf_counter() - started)
+        except Exception as exc:
+            # Requests to local deployments will fail with the same error; the rest of the streamer serves.
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.exception("the embedded model could not be loaded")
+        finally:
+            self.warmed.set()
 
     def _admit(self) -> None:
         if self._admitted > self._max_queue:
@@ -117,6 +156,7 @@ class LocalRunner:
                     "message": message, "type": "invalid_request_error", "param": "tools",
                     "code": "tools_not_supported"}}))
             kwargs = {k: req[k] for k in _CHAT_PARAMS if req.get(k) is not None}
+            kwargs["repeat_penalty"] = self._repeat_penalty
             kwargs["messages"] = req["messages"]
             kwargs["max_tokens"] = max_tokens or self._default_max_tokens
             return "chat", kwargs
@@ -129,6 +169,7 @@ class LocalRunner:
                                                           "type": "invalid_request_error", "param": "prompt",
                                                           "code": "invalid_prompt"}}))
         kwargs = {k: req[k] for k in _COMPLETION_PARAMS if req.get(k) is not None}
+        kwargs["repeat_penalty"] = self._repeat_penalty
         kwargs["prompt"] = prompt
         kwargs["max_tokens"] = max_tokens or 16  # OpenAI's default for legacy completions
         return "completion", kwargs
@@ -155,9 +196,12 @@ class LocalRunner:
             self._admitted -= 1
         out["model"] = call.public_model
         for choice in out.get("choices") or ():
-            if isinstance(choice.get("message"), dict):
+            message = choice.get("message")
+            if isinstance(message, dict):
                 # OpenAI's document requires the field (null: no refusal); llama-cpp-python leaves it out.
-                choice["message"].setdefault("refusal", None)
+                message.setdefault("refusal", None)
+                if self._chat_format == dialogue.NAME and isinstance(message.get("content"), str):
+                    message["content"] = message["content"].lstrip()  # the space after "Assistant:"
         return UpstreamReply(body=_encode(out))
 
     async def stream(self, dep: Deployment, call: Call) -> LocalEventStream:
@@ -197,9 +241,12 @@ class LocalRunner:
                 choices = chunk.get("choices") or []
                 if choices and (choices[0].get("delta", {}).get("content") or choices[0].get("text")):
                     completion += 1
+                    if completion == 1 and s.kind == "chat" and self._chat_format == dialogue.NAME:
+                        delta = choices[0]["delta"]
+                        delta["content"] = delta["content"].lstrip()  # the space after "Assistant:"
                 put(b"data: " + _encode(chunk) + b"\n\n")
             if s.kind == "chat":
-                prompt_tokens = _chat_prompt_tokens(llm, s.kwargs["messages"])
+                prompt_tokens = self._chat_prompt_tokens(llm, s.kwargs["messages"])
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                      "total_tokens": prompt_tokens + completion}
             tail = {"id": last.get("id", f"chatcmpl-{uuid.uuid4().hex}"), "object": last.get("object"),
@@ -212,14 +259,18 @@ class LocalRunner:
             log.exception("embedded model failed while streaming")
             put(UpstreamFailure("status_5xx", f"the embedded model failed ({type(exc).__name__})"))
 
+    def _chat_prompt_tokens(self, llm: Any, messages: list[dict[str, Any]]) -> int:
+        """The prompt tokens of a streamed chat, which llama-cpp-python's chunks do not report."""
+        if self._chat_format == dialogue.NAME:  # exactly what the model read, as a non-streamed answer says
+            return len(llm.tokenize(dialogue.render(messages).encode(), add_bos=True, special=True))
+        text = "\n".join(str(m.get("content") or "") for m in messages)
+        return len(llm.tokenize(text.encode(), add_bos=True)) + 4 * len(messages)
+
     def shutdown(self) -> None:
         """Stop the worker thread (running generations stop at their next token)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _chat_prompt_tokens(llm: Any, messages: list[dict[str, Any]]) -> int:
-    text = "\n".join(str(m.get("content") or "") for m in messages)
-    return len(llm.tokenize(text.encode(), add_bos=True)) + 4 * len(messages)
 
 
 class LocalEventStream:
