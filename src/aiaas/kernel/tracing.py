@@ -3,8 +3,10 @@
 An SDK tracer provider is always installed so every request has a trace id for the logs, and an
 incoming ``traceparent`` is honoured. Spans are exported only when ``AIAAS_OTEL_EXPORTER_OTLP_ENDPOINT``
 is set: then a batch OTLP/HTTP exporter is attached and SQLAlchemy, Redis and aio-pika are instrumented.
-Without an endpoint there is no exporter, no instrumentation wrapper on the driver calls, and the one
-server span per request costs a few microseconds.
+Without an endpoint there is no exporter and no instrumentation wrapper on the driver calls, and the
+sampler drops every span before the SDK builds it: each request still gets a trace and span id (for the
+logs and the ``traceparent`` its events carry, continuing an incoming one), but no span object records
+attributes or events nobody would receive. A profile had put 6-8% of the streamer's CPU there.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBasedTraceIdRatio, Sampler
 
 from aiaas.kernel.config import Settings
 
@@ -30,9 +32,21 @@ def setup_tracing(settings: Settings, role: str) -> bool:
     """Install the tracer provider once per process; return whether spans are exported."""
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return bool(_state["exporting"])
+    provider = make_provider(settings, role)
+    if settings.otel_exporter_otlp_endpoint:
+        _state["exporting"] = True
+        _instrument_libraries()
+    trace.set_tracer_provider(provider)
+    return bool(_state["exporting"])
+
+
+def make_provider(settings: Settings, role: str) -> TracerProvider:
+    """The tracer provider for ``settings``: exporting over OTLP/HTTP, or dropping every span unbuilt."""
     resource = Resource.create({"service.name": settings.service_name, "service.namespace": "aiaas",
                                 "aiaas.role": role})
-    provider = TracerProvider(resource=resource, sampler=ParentBasedTraceIdRatio(settings.otel_sample_ratio))
+    exporting = bool(settings.otel_exporter_otlp_endpoint)
+    sampler: Sampler = ParentBasedTraceIdRatio(settings.otel_sample_ratio) if exporting else ALWAYS_OFF
+    provider = TracerProvider(resource=resource, sampler=sampler)
     if settings.otel_exporter_otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -41,10 +55,7 @@ def setup_tracing(settings: Settings, role: str) -> bool:
         if not endpoint.endswith("/v1/traces"):
             endpoint += "/v1/traces"
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-        _state["exporting"] = True
-        _instrument_libraries()
-    trace.set_tracer_provider(provider)
-    return bool(_state["exporting"])
+    return provider
 
 
 def tracing_exports() -> bool:
