@@ -26,7 +26,7 @@ import uvicorn
 
 from aiaas.kernel import metrics
 from aiaas.kernel.config import Settings
-from aiaas.kernel.http import RequestContext
+from aiaas.kernel.http import LoadShedder, RequestContext
 from aiaas.kernel.logs import configure_logging
 from aiaas.kernel.server_protocol import protocol_class
 from aiaas.kernel.tracing import setup_tracing
@@ -62,6 +62,9 @@ def build_asgi(role: str, settings: Settings) -> Any:
 
     factory = {"api": api.create_app, "streamer": streamer.create_app, "worker": worker.create_app}[role]
     app = factory(Container(settings, role=role))
+    if role == "api":
+        # The streamer bounds its own work (admission, the embedded model's queue) and holds long streams.
+        app = LoadShedder(app, role=role, limit=settings.api_max_in_flight)
     return RequestContext(app, role=role, access_log=settings.access_log)
 
 

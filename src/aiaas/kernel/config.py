@@ -33,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     worker_port: _Port = 8002
     workers: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
     graceful_shutdown_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
+    api_max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/aiaas"
     auth_database_url: str | None = None
@@ -133,6 +134,10 @@ DESCRIPTIONS: dict[str, str] = {
     'env': '`development`, `test` or `production`',
     'host': 'bind address (the container image sets `0.0.0.0`)',
     'api_port': 'port of role `api`',
+    'api_max_in_flight': (
+        'requests the management API handles at once per process; more get a fast 503 + `Retry-After` '
+        '(probes and metrics are never refused)'
+    ),
     'streamer_port': 'port of role `streamer`',
     'worker_port': "port of the worker's `/health`, `/ready`, `/metrics`",
     'workers': 'server worker processes (`--workers` overrides)',

@@ -17,6 +17,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from aiaas.kernel import metrics
+from aiaas.kernel.errors import PROBLEM_JSON, encode_problem, problem_for
 from aiaas.kernel.logs import request_id_var
 from aiaas.kernel.tracing import extract_context, tracer
 
@@ -107,3 +108,49 @@ class RequestContext:
                                "client": (scope.get("client") or ("", 0))[0]},
                     )
             request_id_var.reset(token)
+
+
+_NEVER_SHED = frozenset({"/health", "/ready", "/metrics"})
+
+
+class LoadShedder:
+    """ASGI wrapper answering a fast 503 problem (``Retry-After: 1``) once ``limit`` requests are in flight.
+
+    Without it an overloaded management API queues without bound: at twice the rate it could serve, most
+    requests waited 30 s and timed out, and the ones it did serve were as late. With a bound, the excess
+    is refused in microseconds, the load balancer or the client retries elsewhere or later, and what is
+    admitted is served at the normal latency. Probes and metrics are never shed (an orchestrator must
+    not see a busy pod as a dead one). The count is this process's own, like its connections.
+    """
+
+    def __init__(self, app: ASGIApp, *, role: str, limit: int) -> None:
+        self.app = app
+        self.role = role
+        self.limit = limit
+        self.in_flight = 0
+        self._shed = metrics.HTTP_SHED.labels(role)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in _NEVER_SHED:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            self._shed.inc()
+            await self._refuse(scope, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _refuse(self, scope: Scope, send: Any) -> None:
+        request_id = (scope.get("state") or {}).get("request_id")
+        body = encode_problem(problem_for(
+            status=503, detail=f"The server is at its limit of {self.limit} requests in flight; retry shortly.",
+            instance=scope["path"], request_id=request_id, type_slug="overloaded", title="Overloaded",
+            openai_type="server_error", code="overloaded"))
+        await send({"type": "http.response.start", "status": 503, "headers": [
+            (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
+            (b"retry-after", b"1"), (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": body})

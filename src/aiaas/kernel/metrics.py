@@ -36,6 +36,11 @@ HTTP_DURATION = Histogram(
     ["role", "method", "route"],
     buckets=LATENCY_BUCKETS,
 )
+HTTP_SHED = Counter(
+    "aiaas_http_shed_total",
+    "Requests refused with 503 because the process was at its in-flight limit (AIAAS_API_MAX_IN_FLIGHT).",
+    ["role"],
+)
 HTTP_IN_FLIGHT = Gauge(
     "aiaas_http_requests_in_flight",
     "Requests being handled right now.",
