@@ -3,10 +3,11 @@ asyncio task it started and did not stop.
 
 Each test is checked after its teardown, so what its own fixtures start counts as its own. What a wider
 fixture (module, class, session) starts belongs to that fixture instead, and is checked when that fixture
-is finalized. A leak is reported once, as an error of the test (or fixture) that left it, naming what
-leaked; leaked child processes are then killed, so one broken test cannot slow or poison the rest of the
-run. Things that stop asynchronously (a thread joining, a server closing its socket) get a bounded grace
-period before they count.
+is finalized; so do the processes a process of that fixture starts later (a browser spawns helper
+processes when it needs them, whichever test is running then). A leak is reported once, as an error of
+the test (or fixture) that left it, naming what leaked; leaked child processes are then killed, so one
+broken test cannot slow or poison the rest of the run. Things that stop asynchronously (a thread joining,
+a server closing its socket) get a bounded grace period before they count.
 """
 
 from __future__ import annotations
@@ -158,6 +159,30 @@ def _owned_by_live_fixtures() -> Snapshot:
     return total
 
 
+def _adopt(suspects: Snapshot) -> Snapshot:
+    """``suspects`` less the child processes whose parent chain reaches a process a live fixture owns; those
+    are added to that fixture's own, and checked when it is finalized."""
+    if not suspects.children:
+        return suspects
+    adopted: set[tuple[int, float, str]] = set()
+    for key, owned in list(_state.owned.items()):
+        pids = {pid for pid, _, _ in owned.children}
+        if not pids:
+            continue
+        mine = set()
+        for child in suspects.children - adopted:
+            try:
+                ancestors = {p.pid for p in psutil.Process(child[0]).parents()}
+            except psutil.Error:
+                continue
+            if ancestors & pids:
+                mine.add(child)
+        if mine:
+            _state.owned[key] = owned | Snapshot(children=frozenset(mine))
+            adopted |= mine
+    return suspects - Snapshot(children=frozenset(adopted))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     _state.before["<session>"] = snapshot()
 
@@ -221,7 +246,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     before = _state.before.pop(item.nodeid, None)
     if before is None:
         return result
-    suspects = snapshot() - before - _owned_by_live_fixtures() - _state.reported
+    suspects = _adopt(snapshot() - before - _owned_by_live_fixtures() - _state.reported)
     if suspects:
         left = _still_running(suspects) - _owned_by_live_fixtures()
         if left:

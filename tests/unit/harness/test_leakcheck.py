@@ -32,8 +32,29 @@ LEAK = []
 '''
 
 CLEAN = '''
-import asyncio, subprocess, sys, threading, time
+import asyncio, os, signal, subprocess, sys, threading, time
 import pytest
+
+SPAWNER = (
+    "import os, subprocess, sys, time\\n"
+    "while not os.path.exists(sys.argv[1]): time.sleep(0.02)\\n"
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\\n"
+    "open(sys.argv[1] + '.spawned', 'w').close()\\n"
+    "time.sleep(60)\\n"
+)
+
+@pytest.fixture(scope="session")
+def spawner(tmp_path_factory):
+    trigger = tmp_path_factory.mktemp("t") / "go"
+    p = subprocess.Popen([sys.executable, "-c", SPAWNER, str(trigger)], start_new_session=True)
+    yield trigger
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+
+def test_a_fixture_process_starts_a_helper_during_a_test(spawner):
+    spawner.write_text("")
+    while not os.path.exists(str(spawner) + ".spawned"):
+        time.sleep(0.02)
 
 @pytest.fixture(scope="session")
 def server():
@@ -81,5 +102,5 @@ class TestLeakCheck:
 
     def test_clean_tests_and_fixture_owned_resources_pass(self, pytester: pytest.Pytester) -> None:
         result = _run(pytester, CLEAN)
-        result.assert_outcomes(passed=3)
+        result.assert_outcomes(passed=4)
         assert result.ret == 0
