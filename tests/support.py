@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -215,3 +218,27 @@ async def dead_lettered(container: Any, queue: str, message_id: str) -> bool:
         return False
     finally:
         await ch.close()
+
+
+@contextlib.contextmanager
+def serving_all(env: dict[str, str], *, stdout: Any = subprocess.DEVNULL,
+                workers: int | None = None) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, int]]]:
+    """``aiaas serve --role all`` on free ports, as an operator runs it, ready when every role answers
+    ``/health``; on exit SIGTERM, then whatever is left of its process group is killed."""
+    ports = {"api": free_port(), "streamer": free_port(), "worker": free_port()}
+    env = {**env, "AIAAS_API_PORT": str(ports["api"]), "AIAAS_STREAMER_PORT": str(ports["streamer"]),
+           "AIAAS_WORKER_PORT": str(ports["worker"])}
+    args = [sys.executable, "-m", "aiaas", "serve", "--role", "all", *(["--workers", str(workers)] if workers else [])]
+    proc = subprocess.Popen(args, env=env, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        for port in ports.values():
+            wait_http(f"http://127.0.0.1:{port}/health", timeout=60)
+        yield proc, ports
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # nothing of the server's group may outlive its user
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,32 +16,17 @@ from collections.abc import Iterator
 import pytest
 
 from aiaas.kernel.config import Settings
-from support import env_of, free_port, wait_http
+from support import env_of, serving_all
 
 pytestmark = pytest.mark.e2e
 
 @contextlib.contextmanager
 def serving(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, int]]]:
-    """``aiaas serve --role all --workers 2`` on free ports; stopped (its whole process group) on exit."""
-    ports = {"api": free_port(), "streamer": free_port(), "worker": free_port()}
-    env = {**env, "AIAAS_API_PORT": str(ports["api"]), "AIAAS_STREAMER_PORT": str(ports["streamer"]),
-           "AIAAS_WORKER_PORT": str(ports["worker"]), "AIAAS_LOCAL_MODEL_ENABLED": "false"}
+    """``aiaas serve --role all --workers 2`` on free ports, without the embedded model."""
+    env = {**env, "AIAAS_LOCAL_MODEL_ENABLED": "false"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "aiaas", "serve", "--role", "all", "--workers", "2"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        for port in ports.values():
-            wait_http(f"http://127.0.0.1:{port}/health", timeout=60)
-        yield proc, ports
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.communicate(timeout=30)
-        # Whatever is left of the process group (a worker that did not stop) must not outlive the test.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=10)
+    with serving_all(env, stdout=subprocess.PIPE, workers=2) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
