@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -218,6 +219,15 @@ async def dead_lettered(container: Any, queue: str, message_id: str) -> bool:
         return False
     finally:
         await ch.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Person:
+    """A user a journey test made, with the password it signs in with."""
+
+    email: str
+    password: str
+    user_id: str
 
 
 @contextlib.contextmanager

@@ -103,8 +103,12 @@ def console_router(files: dict[str, StaticFile] | None = None) -> Router:
     table = load_dist() if files is None else files
 
     @get("/", sync_to_thread=False)
-    def index(request: Request[Any, Any, Any]) -> Response[bytes]:
+    def index(request: Request[Any, Any, Any]) -> Response[bytes] | Redirect:
         """The console's single page."""
+        raw = request.scope.get("raw_path") or request.scope["path"].encode()
+        if not raw.split(b"?", 1)[0].endswith(b"/"):
+            # The page names its assets relative to itself (so it works under a path prefix too).
+            return Redirect(f"{request.scope.get('root_path', '')}/console/", status_code=308)
         page = table.get("index.html")
         if page is None:
             raise NotFound("The console is not built into this installation (see docs/console.md).")
@@ -119,9 +123,3 @@ def console_router(files: dict[str, StaticFile] | None = None) -> Router:
         return _answer(request, file, ASSET_CACHE)
 
     return Router("/console", route_handlers=[index, asset], include_in_schema=False, opt={"public": True})
-
-
-@get("/console", include_in_schema=False, opt={"public": True}, sync_to_thread=False)
-def console_redirect() -> Redirect:
-    """``/console`` -> ``/console/``, so the page's relative asset URLs resolve."""
-    return Redirect("/console/", status_code=308)

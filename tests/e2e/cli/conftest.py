@@ -25,19 +25,12 @@ from aiaas.entrypoints.setup import bootstrap
 from aiaas.kernel.config import Settings
 from e2e.inference.conftest import with_thread
 from fake_upstream import FakeUpstream
-from support import env_of, free_port, serving_all
+from support import Person, env_of, free_port, serving_all
 
 AIAASCTL = Path(sys.executable).with_name("aiaasctl")
 CHAT_MODEL = "cli/chat"
 SLOW_MODEL = "cli/slow"  # streams 20 chunks 50 ms apart: the answer shows before it is complete
 PASSWORD = "a long and correct passphrase"  # pragma: allowlist secret
-
-
-@dataclass(frozen=True)
-class Person:
-    email: str
-    password: str
-    user_id: str
 
 
 @dataclass(frozen=True)

@@ -88,3 +88,10 @@ class TestAssets:
         r = client.get(f"/console/assets/{name}")
         assert r.status_code == 404
         assert r.headers["content-type"].startswith("application/problem+json")
+
+
+class TestAddress:
+    def test_without_the_trailing_slash_it_redirects_so_relative_assets_resolve(self, client: Any) -> None:
+        r = client.get("/console", follow_redirects=False)
+        assert r.status_code == 308
+        assert r.headers["location"] == "/console/"
