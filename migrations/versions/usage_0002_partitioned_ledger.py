@@ -82,6 +82,8 @@ def _create_partition(year: int, month: int) -> None:
 def upgrade() -> None:
     _drop_indexes()
     op.execute(f"ALTER TABLE {S}.requests RENAME CONSTRAINT pk_requests TO pk_requests_unpartitioned")
+    # contract: a rebuild, not a removal: `requests` is re-created below under its own name with every
+    # column the previous release reads and writes (the two new ones have server defaults).
     op.rename_table("requests", "requests_unpartitioned", schema=S)
 
     op.create_table(
@@ -104,6 +106,7 @@ def upgrade() -> None:
     cols = ", ".join(COLUMNS)
     # S608: every name put into these statements is a constant of this file.
     op.execute(f"INSERT INTO {S}.requests ({cols}) SELECT {cols} FROM {S}.requests_unpartitioned")  # noqa: S608
+    # contract: the old copy, its rows now in the partitioned `requests`; no release reads it by this name.
     op.drop_table("requests_unpartitioned", schema=S)
     _create_indexes()
 
