@@ -93,12 +93,12 @@ class TestRendered:
 
 class TestValuesSchema:
     def test_a_value_of_the_wrong_type_is_refused_before_anything_renders(self) -> None:
-        with pytest.raises(helm.HelmError, match="replicas"):
-            render(_merge(BASE, {"api": {"replicas": "many"}}))
+        with pytest.raises(helm.HelmError, match="replicaCount"):
+            render(_merge(BASE, {"api": {"replicaCount": "many"}}))
 
-    def test_an_unknown_top_level_value_is_refused(self) -> None:
-        with pytest.raises(helm.HelmError):
-            render(_merge(BASE, {"replicasCount": 3}))
+    def test_a_misspelt_value_is_refused_not_ignored(self) -> None:
+        with pytest.raises(helm.HelmError, match="replicas"):
+            render(_merge(BASE, {"api": {"replicas": 3}}))
 
 
 # --- NetworkPolicies: exactly the allows each role needs -------------------------------------------
