@@ -11,10 +11,8 @@ the roles listen on (``Settings``) and the services each role depends on (the re
 
 from __future__ import annotations
 
-import copy
 import re
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,49 +20,20 @@ import yaml
 
 from aiaas.entrypoints.bootstrap import ROLE_DEPENDENCIES
 from aiaas.kernel.config import load_settings
+from helm_support import BASE, CHART, RELEASE, helm, kubernetes_validate, render, validate
+from helm_support import merge as _merge
 from support import missing_tool
 
-try:
-    import helm_python as helm
-    import kubernetes_validate
-except ImportError:  # pragma: no cover - the test extra installs both
-    helm = kubernetes_validate = None
-
-ROOT = Path(__file__).resolve().parents[3]
-CHART = ROOT / "charts" / "aiaas"
-KUBE_VERSION = "1.33.0"
-RELEASE, NAMESPACE = "aiaas", "aiaas"
-BASE: dict[str, Any] = {"secret": {"existingSecret": "aiaas-env"}}
 MODES = {
     "defaults": BASE,
     "everything on": yaml.safe_load((CHART / "ci" / "lint-values.yaml").read_text()),
 }
-# Custom resources of operators the chart integrates with: not in the Kubernetes schemas.
-CRDS = {"ServiceMonitor", "Certificate", "ExternalSecret", "Rollout"}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _tools() -> None:
     if helm is None or kubernetes_validate is None:
         missing_tool("helm-python-sdk and kubernetes-validate (pip install -e '.[test]')")
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def render(values: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every manifest the chart renders for ``values`` (as ``helm template`` would, offline)."""
-    chart = helm.Chart.load(CHART)
-    try:
-        files = chart.render(values=values, name=RELEASE, namespace=NAMESPACE, is_install=True)
-    finally:
-        chart.close()
-    return [doc for path, text in sorted(files.items()) if path.endswith((".yaml", ".yml"))
-            for doc in yaml.safe_load_all(text) if doc]
 
 
 @cache
@@ -79,10 +48,7 @@ class TestRendered:
         kinds = {d["kind"] for d in docs}
         assert {"Deployment", "Service", "NetworkPolicy", "Job", "ConfigMap"} <= kinds, kinds
         for doc in docs:
-            if doc["kind"] in CRDS:
-                assert doc["apiVersion"] and doc["metadata"]["name"], doc
-                continue
-            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+            validate(doc)
 
     def test_no_secret_value_is_rendered(self, mode: str) -> None:
         for doc in rendered(mode):
