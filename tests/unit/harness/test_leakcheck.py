@@ -104,3 +104,25 @@ class TestLeakCheck:
         result = _run(pytester, CLEAN)
         result.assert_outcomes(passed=4)
         assert result.ret == 0
+
+
+class TestGarbageCollectedConnections:
+    async def test_the_close_a_collected_connection_starts_is_nobodys_leak(self) -> None:
+        import asyncio
+
+        import aio_pika
+
+        import leakcheck
+
+        conn = aio_pika.RobustConnection("amqp://guest:guest@127.0.0.1/")
+        closing = asyncio.get_running_loop().create_task(conn.close())  # what its __del__ would start
+
+        async def close() -> None:  # a test's own task of the same name still counts
+            await asyncio.sleep(0)
+
+        own = asyncio.get_running_loop().create_task(close())
+        try:
+            assert leakcheck._gc_close(closing)
+            assert not leakcheck._gc_close(own)
+        finally:
+            await asyncio.gather(closing, own, return_exceptions=True)
