@@ -15,7 +15,6 @@ from aiaas.entrypoints.bootstrap import Container, dependencies
 from aiaas.entrypoints.console import console_router
 from aiaas.inference.http import CatalogAdminController
 from aiaas.inference.service.catalog import CatalogCache
-from aiaas.inference.service.routing import Breakers
 from aiaas.kernel.security import OrgRole
 from aiaas.kernel.web import make_app
 from aiaas.orgs import api as orgs_api
@@ -51,9 +50,7 @@ def create_app(container: Container) -> Litestar:
     deps = dependencies(container)
     deps["catalog"] = Provide(_catalog, sync_to_thread=False)
     deps["inference_uow"] = Provide(_inference_uow, sync_to_thread=False)
-    breakers = Breakers(container.redis, container.keys, failures=container.settings.inference_breaker_failures,
-                        cooldown=container.settings.inference_breaker_cooldown_seconds)
-    deps["breakers"] = Provide(lambda: breakers, sync_to_thread=False)
+    deps["breakers"] = Provide(lambda: container.breakers, sync_to_thread=False)
     deps["auth_session"] = Provide(container.session_provider("auth"))
     deps["orgs_session"] = Provide(container.session_provider("orgs"))
     deps["usage_session"] = Provide(container.session_provider("usage"))

@@ -104,6 +104,9 @@ class Container:
         self._authenticator: Any = None
         self.catalog = CatalogCache(self.redis, self.keys, self.inference_session,
                                     ttl=settings.inference_catalog_ttl_seconds)
+        # Shared state in Redis: the streamer's router updates it, the api's admin route reads it.
+        self.breakers = Breakers(self.redis, self.keys, failures=settings.inference_breaker_failures,
+                                 cooldown=settings.inference_breaker_cooldown_seconds)
         # Inference pieces exist only in processes that serve the streamer: the upstream HTTP pool is
         # opened on startup (it needs the running loop) and the embedded model loads on first use.
         self.upstream_pool: UpstreamClient | None = None
@@ -167,11 +170,9 @@ class Container:
                                             repeat_penalty=s.local_model_repeat_penalty)
             if s.local_model_warm:
                 self.local_runner.warm()
-        breakers = Breakers(self.redis, self.keys, failures=s.inference_breaker_failures,
-                            cooldown=s.inference_breaker_cooldown_seconds)
         publisher = self.publisher
         credentials = CredentialResolver(directory=s.upstream_credentials_dir)
-        self.gateway = Gateway(catalog=self.catalog, breakers=breakers,
+        self.gateway = Gateway(catalog=self.catalog, breakers=self.breakers,
                                http=HttpUpstream(self.upstream_pool, credentials),
                                local=self.local_runner, max_attempts=s.inference_max_attempts,
                                retry_budget=s.inference_retry_budget_seconds,
