@@ -12,8 +12,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 if TYPE_CHECKING:
     from aiaas.kernel.config import Settings
@@ -219,6 +222,19 @@ async def dead_lettered(container: Any, queue: str, message_id: str) -> bool:
         return False
     finally:
         await ch.close()
+
+
+def journey_platform(session_settings: Settings, label: str) -> tuple[Settings, dict[str, str]]:
+    """Settings and environment of a journey module's own ``aiaas serve --role all``: Redis and broker
+    prefixes of its own under the session's (whose clean-up removes them), no embedded model, last-used
+    stamps flushed every second, quiet logs, single-process metrics."""
+    tag = f"{label}{uuid.uuid4().hex[:6]}"
+    settings = msgspec.structs.replace(session_settings, redis_prefix=f"{session_settings.redis_prefix}{tag}:",
+                                       broker_prefix=f"{session_settings.broker_prefix}{tag}.")
+    env = {**env_of(settings), "AIAAS_LOCAL_MODEL_ENABLED": "false", "AIAAS_LAST_USED_FLUSH_SECONDS": "1",
+           "AIAAS_LOG_LEVEL": "WARNING"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return settings, env
 
 
 @dataclasses.dataclass(frozen=True)

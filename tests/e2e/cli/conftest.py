@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import msgspec
 import pytest
 
 from aiaas.ctl import config as ctl_config
@@ -25,7 +24,7 @@ from aiaas.entrypoints.setup import bootstrap
 from aiaas.kernel.config import Settings
 from e2e.inference.conftest import with_thread
 from fake_upstream import FakeUpstream
-from support import Person, env_of, free_port, serving_all
+from support import Person, free_port, journey_platform, serving_all
 
 AIAASCTL = Path(sys.executable).with_name("aiaasctl")
 CHAT_MODEL = "cli/chat"
@@ -119,15 +118,10 @@ def _person(http: httpx.Client, label: str) -> Person:
 @pytest.fixture(scope="module")
 def platform(session_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     tag = uuid.uuid4().hex[:6]
-    # Prefixes of the module's own under the session's (the session's clean-up removes them after the run).
-    settings = msgspec.structs.replace(session_settings, redis_prefix=f"{session_settings.redis_prefix}cli{tag}:",
-                                       broker_prefix=f"{session_settings.broker_prefix}cli{tag}.")
+    settings, env = journey_platform(session_settings, "cli")
     admin_email, org_name = f"cli-admin-{tag}@example.com", f"cli-{tag}"
     boot = with_thread(lambda: bootstrap(settings, email=admin_email, password=PASSWORD, org_name=org_name,
                                          new_key=True))
-    env = {**env_of(settings), "AIAAS_LOCAL_MODEL_ENABLED": "false", "AIAAS_LAST_USED_FLUSH_SECONDS": "1",
-           "AIAAS_LOG_LEVEL": "WARNING"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     server_log = tmp_path_factory.mktemp("cli-platform") / "server.log"
     upstream = FakeUpstream(free_port(), slow_chunks=20).start()
     try:

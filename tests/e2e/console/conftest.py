@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 import yaml
 
@@ -31,7 +30,7 @@ from aiaas.entrypoints.setup import bootstrap
 from aiaas.kernel.config import Settings
 from e2e.inference.conftest import with_thread
 from fake_upstream import FakeUpstream
-from support import Person, env_of, free_port, missing_tool, serving_all
+from support import Person, free_port, journey_platform, missing_tool, serving_all
 
 ROOT = Path(__file__).resolve().parents[3]
 CONTRACT = ROOT / "contracts" / "openapi.yaml"
@@ -106,15 +105,10 @@ def chromium_path() -> str:
 @pytest.fixture(scope="module")
 def platform(session_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     tag = uuid.uuid4().hex[:6]
-    settings = msgspec.structs.replace(session_settings,
-                                       redis_prefix=f"{session_settings.redis_prefix}console{tag}:",
-                                       broker_prefix=f"{session_settings.broker_prefix}console{tag}.")
+    settings, env = journey_platform(session_settings, "console")
     admin_email, org_name = f"console-admin-{tag}@example.com", f"console-{tag}"
     boot = with_thread(lambda: bootstrap(settings, email=admin_email, password=PASSWORD, org_name=org_name,
                                          new_key=False))
-    env = {**env_of(settings), "AIAAS_LOCAL_MODEL_ENABLED": "false", "AIAAS_LAST_USED_FLUSH_SECONDS": "1",
-           "AIAAS_LOG_LEVEL": "WARNING"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     server_log = tmp_path_factory.mktemp("console-platform") / "server.log"
     upstream = FakeUpstream(free_port(), slow_chunks=SLOW_CHUNKS).start()
     try:
