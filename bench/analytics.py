@@ -3,10 +3,11 @@
 Run as an operator runs the platform, in a throw-away database and Redis/broker prefixes on the local
 services (127.0.0.1 only; stops by itself):
 
-1. **Ingest**: ``--events`` completion events are published with confirms (queues declared first, the
-   backlog built with no consumer), then ``aiaas serve --role worker`` is started; the rate at which the projections
+1. **Ingest**: ``--events`` completion events are published by the streamers' ``EventPublisher`` (queues
+   declared first, the backlog built with no consumer), once per envelope size of ``--envelopes``; then
+   ``aiaas serve --role worker`` is started; the rate at which the projections
    (``analytics.processed_events``) and the ledger (``usage.requests``) take them is printed, from each
-   one's first to its last event.
+   one's first to its last event, with the worker's CPU per event.
 2. **Reads**: the minute, hour and day buckets that 10 million requests of one org over 30 days make
    (4 models x 2 deployments x 25 keys x 2 statuses, histograms included) are written straight into the
    projection tables (and summed into the ``*_by_model`` ones, as the worker keeps them), and ``aiaas
@@ -14,7 +15,8 @@ services (127.0.0.1 only; stops by itself):
    p50/p99 of each over ``--queries`` requests are printed. (The ledger rows themselves are not written:
    no read of the analytics API touches the ledger.)
 
-    python bench/analytics.py [--events 20000] [--queries 200] [--skip-ingest] [--keep-db]
+    python bench/analytics.py [--events 20000] [--envelopes 1,100] [--queries 200] [--skip-ingest | --skip-reads]
+        [--keep-db]
 """
 
 from __future__ import annotations
@@ -58,9 +60,15 @@ async def _count(db: object, sql: str) -> int:
         return int(await s.scalar(text(sql)) or 0)
 
 
-async def ingest(settings: object, n: int) -> None:
+async def ingest(settings: object, n: int, envelope: int) -> dict[str, float]:
+    """Build a backlog of ``n`` events published as a streamer publishes them (``EventPublisher``, envelopes of
+    at most ``envelope`` events), then time a worker draining it; returns events/s per consumer and the
+    worker's CPU per event."""
+    import psutil
+
     from aiaas.entrypoints.bootstrap import Container
     from aiaas.inference.events import CompletionRecorded
+    from aiaas.kernel.publisher import EventPublisher
 
     orgs = [str(uuid.uuid4()) for _ in range(20)]
     keys = [str(uuid.uuid4()) for _ in range(50)]
@@ -73,48 +81,56 @@ async def ingest(settings: object, n: int) -> None:
             cached_prompt_tokens=i % 40, ttfb_ms=5.0 + i % 97, latency_ms=50.0 + i % 997,
             status="ok" if i % 20 else "error", error_type=None if i % 20 else "upstream_error", http_status=200)
 
-    from aiaas.kernel.publisher import _encoder
-
-    publisher = Container(settings, role="worker")  # type: ignore[arg-type]
-    ch = await (await publisher.broker.connect()).channel()
-    for sub in publisher.subscriptions():  # the usage and analytics queues, as a worker declares them
-        await publisher.broker.declare_subscription(sub, ch)
+    container = Container(settings, role="worker")  # type: ignore[arg-type]
+    db = container.db
+    queries = {"projections": "SELECT count(*) FROM analytics.processed_events",
+               "ledger": "SELECT count(*) FROM usage.requests"}
+    base = {name: await _count(db, sql) for name, sql in queries.items()}
+    ch = await (await container.broker.connect()).channel()
+    for sub in container.subscriptions():  # the usage and analytics queues, as a worker declares them
+        await container.broker.declare_subscription(sub, ch)
     await ch.close()
-    for lo in range(0, n, 200):  # confirmed publishes, 200 in flight: the backlog the worker will find
-        batch = [event(i) for i in range(lo, min(n, lo + 200))]
-        await asyncio.gather(*(publisher.broker.publish("inference", e.routing_key, _encoder.encode(e),
-                                                        message_id=e.event_id) for e in batch))
-    await publisher.stop()
+    # The streamer's publisher, fed 1,000 events at a time (a busy streamer's drain rounds are smaller, so
+    # its envelopes are too: this is the best case of packing, and envelope=1 the worst).
+    publisher = EventPublisher(container.broker, envelope_size=envelope, batch_size=1000, buffer_size=100_000)
+    for lo in range(0, n, 1000):
+        for i in range(lo, min(n, lo + 1000)):
+            publisher.emit("inference", event(i))
+        await publisher.flush(timeout=120)
+    assert publisher.dropped == 0
+    await publisher.close()
+    await container.stop()
 
     proc = subprocess.Popen([sys.executable, "-m", "aiaas", "serve", "--role", "worker"],  # noqa: ASYNC220
                             env=env_of(settings, AIAAS_WORKER_PORT=str(free_port())), stdout=subprocess.DEVNULL)
-    db = Container(settings, role="worker").db  # type: ignore[arg-type]
+    ps = psutil.Process(proc.pid)
     first: dict[str, float] = {}
     last: dict[str, float] = {}
-    queries = {"projections": "SELECT count(*) FROM analytics.processed_events",
-               "ledger": "SELECT count(*) FROM usage.requests"}
+    cpu_at_first = None
     try:
         deadline = time.monotonic() + 600
         while len(last) < 2 and time.monotonic() < deadline:
             for name, sql in queries.items():
                 if name in last:
                     continue
-                got = await _count(db, sql)
+                got = await _count(db, sql) - base[name]
                 if got and name not in first:
                     first[name] = time.monotonic()
+                    if cpu_at_first is None:
+                        t = ps.cpu_times()
+                        cpu_at_first = t.user + t.system
                 if got >= n:
                     last[name] = time.monotonic()
             await asyncio.sleep(0.02)
+        t = ps.cpu_times()
+        cpu = t.user + t.system - (cpu_at_first or 0.0)
     finally:
         proc.terminate()
         proc.wait(30)
         await db.dispose()
-    print(f"\ningest of {n} events by `aiaas serve --role worker` (both consumers running, one process)")
-    for name in queries:
-        if name in last:
-            print(f"  {name:12} {n / max(last[name] - first[name], 1e-9):8.0f} events/s")
-        else:
-            print(f"  {name:12} did not finish within 600 s")
+    out = {name: n / max(last[name] - first[name], 1e-9) for name in queries if name in last}
+    out["cpu_ms_per_event"] = cpu * 1000 / n
+    return out
 
 
 SYNTH = """
@@ -255,8 +271,11 @@ async def _drop(url: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--envelopes", default="1,100", help="envelope sizes to compare, comma separated (1: an event "
+                    "per message, as before envelopes)")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--skip-ingest", action="store_true", help="measure the reads only")
+    ap.add_argument("--skip-reads", action="store_true", help="measure the ingest only")
     ap.add_argument("--keep-db", action="store_true", help="keep the bench database (to EXPLAIN its queries)")
     args = ap.parse_args()
     from aiaas.entrypoints.migrate import migrate
@@ -273,8 +292,15 @@ def main() -> None:
 
     try:
         if not args.skip_ingest:
-            asyncio.run(ingest(settings, args.events))
-        asyncio.run(reads(settings, args.queries))
+            print(f"\ningest of {args.events} events by `aiaas serve --role worker` (both consumers, one process; "
+                  "CPU counted from the first event stored to the last)")
+            print(f"  {'envelope':>8} {'ledger ev/s':>12} {'projections ev/s':>17} {'worker CPU ms/event':>20}")
+            for size in (int(x) for x in args.envelopes.split(",")):
+                r = asyncio.run(ingest(settings, args.events, size))
+                print(f"  {size:>8} {r.get('ledger', 0):>12.0f} {r.get('projections', 0):>17.0f} "
+                      f"{r['cpu_ms_per_event']:>20.3f}")
+        if not args.skip_reads:
+            asyncio.run(reads(settings, args.queries))
     finally:
         asyncio.run(clean_up({**os.environ, "AIAAS_REDIS_PREFIX": settings.redis_prefix,
                               "AIAAS_BROKER_PREFIX": settings.broker_prefix}))

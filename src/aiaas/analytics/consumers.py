@@ -14,14 +14,13 @@ import contextlib
 import logging
 
 import msgspec
-from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import Counter, Gauge
 
 from aiaas.analytics import service
 from aiaas.analytics.service.ingest import UnitOfWork
 from aiaas.analytics.service.projection import check_ids
 from aiaas.inference.events import CompletionRecorded
-from aiaas.kernel.broker import PoisonMessage
+from aiaas.kernel.broker import Delivery, PoisonMessage
 from aiaas.kernel.events import utcnow
 
 log = logging.getLogger("aiaas.analytics.consumer")
@@ -47,7 +46,7 @@ class ProjectionConsumer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def handle(self, message: AbstractIncomingMessage) -> None:
+    async def handle(self, message: Delivery) -> None:
         """Subscription handler: returns once the event is applied and committed."""
         try:
             event = _decoder.decode(message.body)

@@ -96,6 +96,7 @@ class Container:
         self.broker = Broker(settings)
         self.publisher = EventPublisher(self.broker, redis=self.redis, keys=self.keys,
                                         buffer_size=settings.event_buffer_size,
+                                        envelope_size=settings.event_envelope_size,
                                         publish_timeout=settings.event_publish_timeout_seconds,
                                         linger=settings.event_linger_ms / 1000)
         self.principal_cache = auth_api.PrincipalCache(self.redis, self.keys,

@@ -3,6 +3,16 @@ consuming context, publisher confirms, persistent messages and ``traceparent`` i
 
 Consumers ack only after their handler (and so its transaction) has finished; a failing message is
 retried with a delay a bounded number of times and then dead-lettered to ``<queue>.dlq``.
+
+**Envelopes.** A message may carry several events of one routing key: its body is a JSON array of the
+events' own encodings and its ``x-aiaas-events`` header says how many (``EventPublisher`` packs what it
+drains at once; one event alone still travels as a plain message). The broker unpacks an envelope and
+runs the subscription's handler once per event, concurrently, so consumers see one event per call either
+way. The envelope is acked once every event's handler has returned; events whose handler failed are
+republished together as a smaller envelope with the next attempt count (or dead-lettered after the
+last), and poison events go to the dead-letter queue alone, so one bad event never holds back, retries
+or dead-letters its neighbours. Idempotency by event id absorbs the redelivery a crash before the ack
+causes.
 """
 
 from __future__ import annotations
@@ -11,9 +21,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
+import msgspec
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -29,10 +40,63 @@ from aiaas.kernel.tracing import extract_context, inject_headers, tracer
 
 log = logging.getLogger("aiaas.broker")
 
-Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
-
 RETRY_HEADER = "x-aiaas-attempt"
+# Set on an envelope: the number of events in its JSON-array body.
+ENVELOPE_HEADER = "x-aiaas-events"
+# Set on what the broker dead-letters itself (part of an envelope): why, as x-death would say.
+DEAD_REASON_HEADER = "x-aiaas-dead-reason"
 
+
+class Delivery(Protocol):
+    """What a handler gets: one event's body (a message, or one event of an envelope)."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def message_id(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopedEvent:
+    """One event of an envelope, as its handler sees it: ``message_id`` is the event's id, as on a message
+    that carries one event alone."""
+
+    body: bytes
+    message_id: str | None
+
+
+class _EventId(msgspec.Struct):
+    event_id: str | None = None
+
+
+_event_id_decoder = msgspec.json.Decoder(_EventId)
+
+
+def _event_id(body: bytes) -> str | None:
+    """The ``event_id`` of an event's body (msgspec skips the other fields), or None."""
+    try:
+        return _event_id_decoder.decode(body).event_id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+_envelope_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def pack_envelope(bodies: Sequence[bytes]) -> bytes:
+    """The body of an envelope holding ``bodies`` (each one event's JSON encoding)."""
+    return b"[" + b",".join(bodies) + b"]"
+
+
+def unpack_envelope(body: bytes) -> list[bytes]:
+    """The events' bodies in an envelope; ``PoisonMessage`` when it is not a JSON array."""
+    try:
+        return [bytes(raw) for raw in _envelope_decoder.decode(body)]
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PoisonMessage(f"envelope is not a JSON array of events: {exc}") from exc
 
 
 class PoisonMessage(Exception):
@@ -198,7 +262,8 @@ class Broker:
     async def consume(self, sub: Subscription) -> Callable[[], Awaitable[None]]:
         """Start consuming ``sub``; returns a coroutine function that stops it (letting in-flight finish)."""
         conn = await self.connect()
-        channel = await conn.channel()
+        # Confirms on: a retried or dead-lettered copy is confirmed before its original is acked.
+        channel = await conn.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=sub.prefetch)
         queue = await self.declare_subscription(sub, channel)
         in_flight: set[asyncio.Task[None]] = set()
@@ -225,6 +290,9 @@ class Broker:
 
     async def _handle(self, sub: Subscription, channel: AbstractChannel, message: AbstractIncomingMessage) -> None:
         headers = dict(message.headers or {})
+        if ENVELOPE_HEADER in headers:
+            await self._handle_envelope(sub, channel, message, headers)
+            return
         ctx = extract_context({k: v for k, v in headers.items() if isinstance(v, str)})
         token = otel_context.attach(ctx)
         try:
@@ -263,6 +331,71 @@ class Broker:
         finally:
             otel_context.detach(token)
 
+    async def _handle_envelope(self, sub: Subscription, channel: AbstractChannel, message: AbstractIncomingMessage,
+                               headers: dict[str, Any]) -> None:
+        """Run the handler for every event of an envelope; ack it once each succeeded or was passed on."""
+        qname = queue_name(self.prefix, sub.consumer, sub.source)
+        attempt = int(headers.get(RETRY_HEADER, 1))
+        with self._tracer.start_as_current_span(
+            f"{sub.source} process", kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "rabbitmq", "messaging.message.id": message.message_id or "",
+                        "messaging.consumer.group.name": sub.consumer,
+                        "messaging.batch.message_count": int(headers.get(ENVELOPE_HEADER) or 0)},
+        ):
+            try:
+                bodies = unpack_envelope(message.body)
+            except PoisonMessage as exc:
+                log.error("message %s is poison (%s); dead-lettered", message.message_id, exc)
+                await message.reject(requeue=False)
+                return
+            results = await asyncio.gather(
+                *(sub.handler(EnvelopedEvent(body, _event_id(body))) for body in bodies), return_exceptions=True)
+            poison: list[bytes] = []
+            failed: list[bytes] = []
+            reason = ""
+            for body, res in zip(bodies, results, strict=True):
+                if isinstance(res, asyncio.CancelledError):
+                    raise res
+                if isinstance(res, PoisonMessage):
+                    poison.append(body)
+                    reason = reason or f"poison: {res}"
+                elif isinstance(res, BaseException):
+                    failed.append(body)
+            keep = {k: v for k, v in headers.items() if k not in (RETRY_HEADER, ENVELOPE_HEADER, DEAD_REASON_HEADER)}
+            if poison:
+                log.error("%d of %d events in message %s are poison (%s); dead-lettered", len(poison), len(bodies),
+                          message.message_id, reason)
+                await self._send(channel, f"{qname}.dlx", "", poison, message,
+                                 {**keep, DEAD_REASON_HEADER: reason[:500]})
+            if failed and attempt >= sub.max_attempts:
+                log.error("%d events in message %s failed %d times; dead-lettered", len(failed), message.message_id,
+                          attempt)
+                await self._send(channel, f"{qname}.dlx", "", failed, message,
+                                 {**keep, RETRY_HEADER: attempt, DEAD_REASON_HEADER: f"failed {attempt} times"})
+            elif failed:
+                log.warning("%d events in message %s failed (attempt %d); retrying", len(failed), message.message_id,
+                            attempt)
+                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+                await self._send(channel, "", qname, failed, message, {**keep, RETRY_HEADER: attempt + 1})
+            await message.ack()
+
+    @staticmethod
+    async def _send(channel: AbstractChannel, exchange: str, routing_key: str, bodies: list[bytes],
+                    original: AbstractIncomingMessage, headers: dict[str, Any]) -> None:
+        """Publish ``bodies`` (events of ``original``) as one message, waiting for the confirm."""
+        if len(bodies) > 1:
+            body, headers = pack_envelope(bodies), {**headers, ENVELOPE_HEADER: len(bodies)}
+            message_id = _event_id(bodies[0]) or original.message_id
+        else:
+            body = bodies[0]
+            message_id = _event_id(body) or original.message_id
+        ex = channel.default_exchange if not exchange else await channel.get_exchange(exchange, ensure=False)
+        await ex.publish(
+            aio_pika.Message(body, message_id=message_id, headers=headers,
+                             content_type=original.content_type, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=routing_key,
+        )
+
     async def queue_depth(self, sub: Subscription) -> int:
         """Messages ready in ``sub``'s queue (the consumer lag), read with a passive declare."""
         conn = await self.connect()
@@ -289,8 +422,10 @@ class Broker:
                 held.append(msg)
                 deaths = (msg.headers or {}).get("x-death") or []
                 reason = deaths[0].get("reason") if deaths and isinstance(deaths[0], dict) else None
+                reason = (msg.headers or {}).get(DEAD_REASON_HEADER) or reason
                 out.append({"message_id": msg.message_id, "routing_key": msg.routing_key,
                             "attempts": (msg.headers or {}).get(RETRY_HEADER, 1), "reason": reason,
+                            "events": (msg.headers or {}).get(ENVELOPE_HEADER, 1),
                             "body": msg.body[:500].decode(errors="replace")})
         finally:
             for msg in held:
@@ -312,7 +447,8 @@ class Broker:
                 msg = await dlq.get(no_ack=False, fail=False, timeout=5)
                 if msg is None:
                     break
-                headers = {k: v for k, v in (msg.headers or {}).items() if k not in (RETRY_HEADER, "x-death")}
+                headers = {k: v for k, v in (msg.headers or {}).items()
+                           if k not in (RETRY_HEADER, DEAD_REASON_HEADER, "x-death")}
                 await channel.default_exchange.publish(
                     aio_pika.Message(msg.body, message_id=msg.message_id, headers=headers,
                                      content_type=msg.content_type, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),

@@ -115,9 +115,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     event_buffer_size: Annotated[int, msgspec.Meta(ge=10, le=10_000_000)] = 10_000
     event_publish_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
     event_linger_ms: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 0.0
+    event_envelope_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     usage_redis_failure_mode: Literal["open", "closed"] = "closed"
     usage_ledger_batch_size: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 200
-    usage_consumer_prefetch: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 512
+    usage_consumer_prefetch: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 128
     # Days of usage ledger rows to keep (whole months are dropped once wholly older); None keeps forever.
     usage_ledger_retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
@@ -254,11 +255,18 @@ DESCRIPTIONS: dict[str, str] = {
         'wait this long for events to gather before publishing a batch; 0 publishes at once (batches still '
         'form under load, and at low load lingering only makes bursts that delay later requests)'
     ),
+    'event_envelope_size': (
+        'most events packed into one AMQP message (one publish, one confirm, one ack); 1 sends each event alone, '
+        'as releases before envelopes did (set it while workers of such a release still consume)'
+    ),
     'usage_redis_failure_mode': (
         'default for orgs without a policy while Redis is down: `closed` (503) or `open` (serve, count later)'
     ),
     'usage_ledger_batch_size': 'events per ledger transaction in the worker',
-    'usage_consumer_prefetch': "unacked messages a worker holds (bounds a batch's fill and redelivery after a crash)",
+    'usage_consumer_prefetch': (
+        "unacked messages (an envelope counts once) a worker holds per queue: bounds a batch's fill and "
+        'redelivery after a crash'
+    ),
     'usage_ledger_retention_days': (
         "days of `usage.requests` rows to keep (≥ 1); the worker drops a month's partition once the whole "
         'month is older than this, so rows live between this many days and a month more '

@@ -23,12 +23,11 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 import msgspec
-from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.inference.events import CompletionRecorded
-from aiaas.kernel.broker import PoisonMessage
+from aiaas.kernel.broker import Delivery, PoisonMessage
 from aiaas.kernel.events import utcnow
 from aiaas.kernel.redis import Keys, RedisClient, RedisUnavailable
 from aiaas.usage import service
@@ -62,7 +61,7 @@ class LedgerConsumer:
         self._full = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
 
-    async def handle(self, message: AbstractIncomingMessage) -> None:
+    async def handle(self, message: Delivery) -> None:
         """Subscription handler: returns once the event is committed and settled (then it is acked)."""
         try:
             event = _decoder.decode(message.body)

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
-from aiaas.kernel.broker import Broker, Subscription
+from aiaas.kernel.broker import (
+    DEAD_REASON_HEADER,
+    ENVELOPE_HEADER,
+    RETRY_HEADER,
+    Broker,
+    PoisonMessage,
+    Subscription,
+    pack_envelope,
+    unpack_envelope,
+)
 from aiaas.kernel.config import Settings
 from aiaas.kernel.tracing import setup_tracing, tracer
 
@@ -106,3 +116,139 @@ class TestPublisherDeclaresConsumerQueues:
             await msg.ack()
         finally:
             await conn.close()
+
+
+class TestEnvelopes:
+    """Several events in one message: each gets its own handler call, and its own fate."""
+
+    async def _consume(self, broker: Broker, consumer: str, key: str, handler, *, max_attempts: int = 3):
+        return await broker.consume(Subscription(consumer=consumer, source="inference", routing_keys=[key],
+                                                 handler=handler, max_attempts=max_attempts))
+
+    async def _dlq(self, broker: Broker, settings: Settings, consumer: str) -> list[AbstractIncomingMessage]:
+        conn = await broker.connect()
+        ch = await conn.channel()
+        try:
+            dlq = await ch.declare_queue(f"{settings.broker_prefix}aiaas.{consumer}.from.inference.dlq", durable=True)
+            out = []
+            while (msg := await dlq.get(timeout=5, fail=False)) is not None:
+                await msg.ack()
+                out.append(msg)
+            return out
+        finally:
+            await ch.close()
+
+    async def test_each_event_is_handled_and_the_message_is_acked_once_all_are(
+            self, broker: Broker, settings: Settings) -> None:
+        seen: list[int] = []
+
+        async def handler(msg) -> None:
+            seen.append(msgspec.json.decode(msg.body)["n"])
+
+        stop = await self._consume(broker, "env-ok", "test.env.ok", handler)
+        try:
+            body = pack_envelope([msgspec.json.encode({"n": n}) for n in range(5)])
+            await broker.publish("inference", "test.env.ok", body, message_id="env-1", headers={ENVELOPE_HEADER: 5})
+            for _ in range(100):
+                if len(seen) == 5:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+        finally:
+            await stop()
+        assert sorted(seen) == [0, 1, 2, 3, 4]
+        # Acked: nothing is left in the queue, nothing was dead-lettered.
+        assert await broker.queue_depth(Subscription(consumer="env-ok", source="inference", routing_keys=[],
+                                                     handler=handler)) == 0
+        assert await self._peek_dlq_len(broker, settings, "env-ok") == 0
+
+    async def test_poison_is_dead_lettered_alone_and_a_failing_event_is_retried_alone(
+            self, broker: Broker, settings: Settings) -> None:
+        calls: dict[int, int] = {}
+
+        async def handler(msg) -> None:
+            n = msgspec.json.decode(msg.body)["n"]
+            calls[n] = calls.get(n, 0) + 1
+            if n == 1:
+                raise PoisonMessage("n=1 can never succeed")
+            if n == 2 and calls[n] == 1:
+                raise RuntimeError("a passing failure")
+
+        stop = await self._consume(broker, "env-mixed", "test.env.mixed", handler)
+        try:
+            body = pack_envelope([msgspec.json.encode({"n": n}) for n in range(4)])
+            await broker.publish("inference", "test.env.mixed", body, message_id="env-2", headers={ENVELOPE_HEADER: 4})
+            for _ in range(100):
+                if calls.get(2, 0) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+        finally:
+            await stop()
+        # The good ones once, the poison once, the failing one twice (retried alone, then fine).
+        assert calls == {0: 1, 1: 1, 2: 2, 3: 1}
+        dead = await self._dlq(broker, settings, "env-mixed")
+        assert len(dead) == 1
+        assert msgspec.json.decode(dead[0].body) == {"n": 1}  # alone, as a plain message
+        assert ENVELOPE_HEADER not in (dead[0].headers or {})
+        assert "never succeed" in str((dead[0].headers or {})[DEAD_REASON_HEADER])
+        assert RETRY_HEADER not in (dead[0].headers or {})
+
+    async def test_events_failing_every_attempt_are_dead_lettered_together_after_the_last(
+            self, broker: Broker, settings: Settings) -> None:
+        calls: list[int] = []
+
+        async def handler(msg) -> None:
+            n = msgspec.json.decode(msg.body)["n"]
+            calls.append(n)
+            if n >= 10:
+                raise RuntimeError("always")
+
+        stop = await self._consume(broker, "env-fail", "test.env.fail", handler, max_attempts=2)
+        try:
+            body = pack_envelope([msgspec.json.encode({"n": n}) for n in (0, 10, 11)])
+            await broker.publish("inference", "test.env.fail", body, message_id="env-3", headers={ENVELOPE_HEADER: 3})
+            for _ in range(100):
+                if calls.count(10) >= 2 and calls.count(11) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+        finally:
+            await stop()
+        assert calls.count(0) == 1 and calls.count(10) == 2 and calls.count(11) == 2
+        dead = await self._dlq(broker, settings, "env-fail")
+        assert len(dead) == 1
+        headers = dead[0].headers or {}
+        assert headers[ENVELOPE_HEADER] == 2 and headers[RETRY_HEADER] == 2
+        assert headers[DEAD_REASON_HEADER] == "failed 2 times"
+        assert [msgspec.json.decode(b)["n"] for b in unpack_envelope(dead[0].body)] == [10, 11]
+
+    async def test_an_envelope_that_is_not_an_array_is_dead_lettered_whole(
+            self, broker: Broker, settings: Settings) -> None:
+        calls: list[bytes] = []
+
+        async def handler(msg) -> None:
+            calls.append(msg.body)
+
+        stop = await self._consume(broker, "env-bad", "test.env.bad", handler)
+        try:
+            await broker.publish("inference", "test.env.bad", b'{"n": 1}', message_id="env-4",
+                                 headers={ENVELOPE_HEADER: 1})
+            for _ in range(60):
+                if await self._peek_dlq_len(broker, settings, "env-bad"):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await stop()
+        assert calls == []
+        dead = await self._dlq(broker, settings, "env-bad")
+        assert [m.body for m in dead] == [b'{"n": 1}']
+
+    async def _peek_dlq_len(self, broker: Broker, settings: Settings, consumer: str) -> int:
+        conn = await broker.connect()
+        ch = await conn.channel()
+        try:
+            q = await ch.declare_queue(f"{settings.broker_prefix}aiaas.{consumer}.from.inference.dlq", durable=True)
+            return int(q.declaration_result.message_count or 0)
+        finally:
+            await ch.close()

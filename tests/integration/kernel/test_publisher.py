@@ -70,11 +70,55 @@ class TestLinger:
             arrivals = []
             for _ in events:
                 msg = await asyncio.wait_for(got.get(), 10)
-                arrivals.append((loop.time(), msg.message_id))
+                arrivals.append((loop.time(), msgspec.json.decode(msg.body, type=CompletionRecorded).event_id))
         finally:
             await stop()
             await publisher.close()
             await broker.close()
-        assert {mid for _, mid in arrivals} == {e.event_id for e in events}
+        assert {eid for _, eid in arrivals} == {e.event_id for e in events}
         # None went before the linger was out, however slow the machine (a clock, not a sleep, decides).
         assert min(t for t, _ in arrivals) - emitted >= 1.0
+
+
+class TestEnvelopesOnTheWire:
+    async def test_a_burst_travels_in_few_messages_and_every_event_arrives(self, settings: Settings) -> None:
+        from aiaas.kernel.broker import ENVELOPE_HEADER, exchange_name
+
+        broker = Broker(settings)
+        publisher = EventPublisher(broker, envelope_size=50)
+        seen: list[str] = []
+
+        async def handler(msg) -> None:
+            seen.append(msgspec.json.decode(msg.body, type=CompletionRecorded).event_id)
+
+        stop = await broker.consume(Subscription(consumer="envelope-test", source="inference",
+                                                 routing_keys=[CompletionRecorded.routing_key], handler=handler))
+        # A second queue on the same exchange counts what travels on the wire (exclusive: gone with the channel).
+        channel = await (await broker.connect()).channel()
+        wire = await channel.declare_queue(exclusive=True)
+        await wire.bind(exchange_name(settings.broker_prefix, "inference"), routing_key=CompletionRecorded.routing_key)
+        events = [_event(f"req_{n}") for n in range(200)]
+        try:
+            for event in events:  # all emitted before the drain task runs: one round of 200
+                publisher.emit("inference", event)
+            await publisher.flush()
+            for _ in range(200):
+                if set(seen) >= {e.event_id for e in events}:
+                    break
+                await asyncio.sleep(0.05)
+            messages = []
+            while (msg := await wire.get(timeout=5, fail=False)) is not None:
+                await msg.ack()
+                messages.append(msg)
+        finally:
+            await stop()
+            await channel.close()
+            await publisher.close()
+            await broker.close()
+        assert set(seen) == {e.event_id for e in events}
+        # 200 events in envelopes of at most 50 (a spill and replay under load may add a few more messages).
+        assert 4 <= len(messages) <= 12
+        counts = [int((m.headers or {}).get(ENVELOPE_HEADER, 1)) for m in messages]
+        assert max(counts) == 50 and sum(counts) >= 200
+        first = msgspec.json.decode(messages[0].body)
+        assert isinstance(first, list) and first[0]["event_id"] == events[0].event_id
