@@ -38,7 +38,7 @@ _decoder = msgspec.json.Decoder(CompletionRecorded)
 class ProjectionConsumer:
     """Applies completion events to the analytics projections in batches."""
 
-    def __init__(self, *, unit_of_work: UnitOfWork, batch_size: int = 500, max_wait: float = 0.1) -> None:
+    def __init__(self, *, unit_of_work: UnitOfWork, batch_size: int = 2000, max_wait: float = 0.1) -> None:
         self._uow = unit_of_work
         self._batch_size = batch_size
         self._max_wait = max_wait

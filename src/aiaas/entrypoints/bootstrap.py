@@ -232,7 +232,8 @@ class Container:
             from aiaas.usage.consumers import LedgerConsumer
 
             ledger = LedgerConsumer(unit_of_work=self.session_factory("usage"), redis=self.redis, keys=self.keys,
-                                    batch_size=self.settings.usage_ledger_batch_size)
+                                    batch_size=self.settings.usage_ledger_batch_size,
+                                    concurrency=self.settings.usage_ledger_concurrency)
             projections = ProjectionConsumer(unit_of_work=self.session_factory("analytics"))
             self._subscriptions = [
                 Subscription(consumer="usage", source="inference", routing_keys=[CompletionRecorded.routing_key],

@@ -118,6 +118,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     event_envelope_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     usage_redis_failure_mode: Literal["open", "closed"] = "closed"
     usage_ledger_batch_size: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 200
+    usage_ledger_concurrency: Annotated[int, msgspec.Meta(ge=1, le=32)] = 3
     usage_consumer_prefetch: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 128
     # Days of usage ledger rows to keep (whole months are dropped once wholly older); None keeps forever.
     usage_ledger_retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
@@ -263,6 +264,7 @@ DESCRIPTIONS: dict[str, str] = {
         'default for orgs without a policy while Redis is down: `closed` (503) or `open` (serve, count later)'
     ),
     'usage_ledger_batch_size': 'events per ledger transaction in the worker',
+    'usage_ledger_concurrency': 'ledger transactions a worker process keeps in flight at once while full batches wait',
     'usage_consumer_prefetch': (
         "unacked messages (an envelope counts once) a worker holds per queue: bounds a batch's fill and "
         'redelivery after a crash'

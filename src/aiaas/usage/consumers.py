@@ -1,11 +1,14 @@
 """The usage ledger's consumer of ``inference`` events.
 
-RabbitMQ delivers up to ``prefetch`` messages at once, each to its own handler task. Every handler
-decodes its event and joins the current batch; the batch is written in **one transaction** (one
+RabbitMQ delivers up to ``prefetch`` messages at once (an envelope's events each to their own handler
+call). Every handler decodes its event and joins the current batch; the batch is written in **one
+transaction** (one
 ``INSERT ... ON CONFLICT (event_id, occurred_at) DO NOTHING``; a row whose month has no ledger partition
 yet gets it, and the insert is tried once more) when it is full or ``max_wait`` has passed, then the
 TPM corrections and quota settlements run in Redis (idempotent per event id), and only then do the
-handlers return so the broker acks their messages. A crash anywhere before that leaves the messages
+handlers return so the broker acks their messages. Up to ``concurrency`` batches are in flight at once
+under load (their rows are disjoint and every step is idempotent per event, so their order does not
+matter). A crash anywhere before that leaves the messages
 unacked: RabbitMQ redelivers them and the event-id key makes the second pass change nothing.
 
 If a batch fails, its events are retried one by one so a single bad event cannot hold the others back;
@@ -50,7 +53,7 @@ class LedgerConsumer:
     """Batches completion events into the ledger and settles them in Redis."""
 
     def __init__(self, *, unit_of_work: UnitOfWork, redis: RedisClient, keys: Keys, batch_size: int = 200,
-                 max_wait: float = 0.05, settle_retry_seconds: float = 20.0) -> None:
+                 max_wait: float = 0.05, settle_retry_seconds: float = 20.0, concurrency: int = 3) -> None:
         self._uow = unit_of_work
         self._redis = redis
         self._keys = keys
@@ -59,7 +62,8 @@ class LedgerConsumer:
         self._settle_retry = settle_retry_seconds
         self._pending: list[tuple[CompletionRecorded, asyncio.Future[None]]] = []
         self._full = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
+        self._concurrency = max(1, concurrency)
+        self._flushers: set[asyncio.Task[None]] = set()
 
     async def handle(self, message: Delivery) -> None:
         """Subscription handler: returns once the event is committed and settled (then it is acked)."""
@@ -73,9 +77,18 @@ class LedgerConsumer:
         self._pending.append((event, fut))
         if len(self._pending) >= self._batch_size:
             self._full.set()
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_soon(), name="aiaas-ledger-batch")
+        # One flusher while batches fill slowly; while full batches wait, more (up to ``concurrency``), so
+        # one batch's database and Redis round trips overlap another's instead of queueing behind them.
+        if not self._flushers or (len(self._pending) >= self._batch_size and len(self._flushers) < self._concurrency):
+            task = asyncio.create_task(self._flush_soon(), name="aiaas-ledger-batch")
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
         await fut
+
+    async def idle(self) -> None:
+        """Wait until no batch is being written (every flusher task has ended)."""
+        while self._flushers:
+            await asyncio.gather(*self._flushers, return_exceptions=True)
 
     async def _flush_soon(self) -> None:
         while self._pending:

@@ -107,8 +107,7 @@ async def _consume(consumer: LedgerConsumer, events: list[CompletionRecorded]) -
     """Hand ``events`` to the consumer at once (so they share a batch) and wait until all are acked."""
     # Every handler runs to its end, also when one fails, so none is left running after the test.
     results = await asyncio.gather(*(consumer.handle(_message(ev)) for ev in events), return_exceptions=True)
-    if consumer._flusher is not None:
-        await consumer._flusher
+    await consumer.idle()
     for result in results:
         if isinstance(result, BaseException):
             raise result
