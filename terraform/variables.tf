@@ -14,6 +14,35 @@ variable "kube_context" {
   default     = null
 }
 
+variable "kube_host" {
+  description = "URL of the Kubernetes API. When set, the providers use it with kube_cluster_ca_certificate and kube_exec instead of the kubeconfig (for a cluster created in the same apply)."
+  type        = string
+  default     = null
+}
+
+variable "kube_cluster_ca_certificate" {
+  description = "PEM CA certificate of the Kubernetes API at kube_host."
+  type        = string
+  default     = null
+}
+
+variable "kube_exec" {
+  description = "Credential plugin the providers run for a token when kube_host is set, e.g. { api_version = \"client.authentication.k8s.io/v1beta1\", command = \"aws\", args = [\"eks\", \"get-token\", \"--cluster-name\", \"<name>\"] }."
+  type = object({
+    api_version = string
+    command     = string
+    args        = optional(list(string), [])
+    env         = optional(map(string), {})
+  })
+  default = null
+}
+
+variable "helm_manifest_diff" {
+  description = "Show the chart's rendered manifests in plans (the helm provider's manifest experiment). Needs a reachable cluster at plan time: set false when the cluster is created in the same apply."
+  type        = bool
+  default     = true
+}
+
 ############################################################################
 # Namespace and release
 ############################################################################
