@@ -8,6 +8,7 @@ the Kubernetes API's JSON schemas.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ RELEASE, NAMESPACE = "aiaas", "aiaas"
 BASE: dict[str, Any] = {"secret": {"existingSecret": "aiaas-env"}}
 # Custom resources of operators the chart integrates with: not in the Kubernetes schemas.
 CRDS = {"ServiceMonitor", "Certificate", "ExternalSecret", "Rollout"}
+# The values that render every optional object of the chart (mode split).
+LINT_VALUES = CHART / "ci" / "lint-values.yaml"
+# A canary of the streamer, as an operator would start one (merged over other values).
+CANARY: dict[str, Any] = {"streamer": {"canary": {"enabled": True, "image": {"tag": "0.2.0"}}}}
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -55,3 +60,31 @@ def validate(doc: dict[str, Any]) -> None:
         assert doc["apiVersion"] and doc["metadata"]["name"], doc
         return
     kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+def of_kind(docs: Iterable[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    """The manifests of one kind, by name."""
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def role_of(deployment: dict[str, Any]) -> str:
+    """The aiaas role a Deployment runs: the argument after ``--role``."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    return str(args[args.index("--role") + 1])
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """Whether an equality selector (``matchLabels``, a Service's ``selector``) matches ``labels``."""
+    return bool(selector) and selector.items() <= labels.items()
+
+
+def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    """The labels of the pods a Deployment or Job makes."""
+    return dict(workload["spec"]["template"]["metadata"]["labels"])
+
+
+def container_ports(workload: dict[str, Any]) -> dict[str, int]:
+    """The named container ports of a workload's pods."""
+    return {p["name"]: p["containerPort"] for c in workload["spec"]["template"]["spec"]["containers"]
+            for p in c.get("ports", [])}

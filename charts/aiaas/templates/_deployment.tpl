@@ -1,21 +1,38 @@
 {{/*
-One aiaas role as a Deployment. Called with (dict "root" $ "role" "api").
+One aiaas workload as a Deployment. Called with (dict "root" $ "role" "api"), where role is what it runs
+(`aiaas serve --role <role>`: api, streamer, worker or all). Optional keys, for the canary track:
+"component" (its name suffix and component label, default the role), "values" (default .Values.<role>),
+"image" (default the chart's image) and "podLabels" (more labels on its pods, not in its selector).
 */}}
 {{- define "aiaas.deployment" -}}
 {{- $root := .root }}
 {{- $role := .role }}
-{{- $values := index $root.Values $role }}
-{{- $ctx := dict "root" $root "role" $role }}
-{{- include "aiaas.checkGracePeriod" $ctx }}
+{{- $component := .component | default $role }}
+{{- $values := .values | default (index $root.Values $role) }}
+{{- $image := .image | default (include "aiaas.image" $root) }}
+{{- $ctx := dict "root" $root "role" $component }}
+{{- include "aiaas.checkGracePeriod" (dict "root" $root "name" (ternary "single" $role (eq $role "all")) "values" $values) }}
 {{- $probes := mustMergeOverwrite (deepCopy $root.Values.probes) ($values.probes | default dict) }}
 {{- $autoscaling := $values.autoscaling | default dict }}
+{{- /* Role all listens on the three roles' ports; its readiness is the streamer's, which also waits for
+the embedded model to load and warm, so no request reaches a pod whose model is still loading. */}}
+{{- $ports := list (dict "name" "http" "port" $values.port) }}
+{{- $readinessPort := "http" }}
+{{- if eq $role "all" }}
+{{- $ports = list (dict "name" "http" "port" $root.Values.api.port) (dict "name" "inference" "port" $root.Values.streamer.port) (dict "name" "worker" "port" $root.Values.worker.port) }}
+{{- $readinessPort = "inference" }}
+{{- end }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
-  name: {{ include "aiaas.fullname" $root }}-{{ $role }}
+  name: {{ include "aiaas.componentName" (dict "root" $root "component" $component) }}
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "aiaas.componentLabels" $ctx | nindent 4 }}
+  {{- with include "aiaas.checkovSkips" (dict "root" $root "image" $image) }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
 spec:
   {{- if not $autoscaling.enabled }}
   replicas: {{ $values.replicaCount }}
@@ -32,6 +49,9 @@ spec:
     metadata:
       labels:
         {{- include "aiaas.componentSelectorLabels" $ctx | nindent 8 }}
+        {{- with .podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
         {{- with $root.Values.podLabels }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -66,7 +86,7 @@ spec:
       {{- end }}
       containers:
         - name: {{ $role }}
-          image: {{ include "aiaas.image" $root | quote }}
+          image: {{ $image | quote }}
           imagePullPolicy: {{ $root.Values.image.pullPolicy }}
           args:
             - serve
@@ -75,9 +95,11 @@ spec:
             - --workers
             - {{ $values.workers | default 1 | quote }}
           ports:
-            - name: http
-              containerPort: {{ $values.port }}
+            {{- range $ports }}
+            - name: {{ .name }}
+              containerPort: {{ .port }}
               protocol: TCP
+            {{- end }}
           envFrom:
             - configMapRef:
                 name: {{ include "aiaas.fullname" $root }}
@@ -105,7 +127,7 @@ spec:
           readinessProbe:
             httpGet:
               path: {{ $probes.readiness.path }}
-              port: http
+              port: {{ $readinessPort }}
             periodSeconds: {{ $probes.readiness.periodSeconds }}
             timeoutSeconds: {{ $probes.readiness.timeoutSeconds }}
             failureThreshold: {{ $probes.readiness.failureThreshold }}

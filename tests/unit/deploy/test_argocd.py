@@ -77,5 +77,6 @@ class TestEnvironment:
         # TLS through cert-manager on the Ingress, and the traffic starts from default-deny.
         (ingress,) = [d for d in docs if d["kind"] == "Ingress"]
         assert "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]
-        assert ingress["spec"]["tls"]
+        # cert-manager names each Certificate after its tls entry's secretName: every routed host is in one.
+        assert {h for t in ingress["spec"]["tls"] for h in t["hosts"]} == {r["host"] for r in ingress["spec"]["rules"]}
         assert any(d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("default-deny") for d in docs)
