@@ -210,7 +210,7 @@ async def dead_lettered(container: Any, queue: str, message_id: str) -> bool:
     conn = await container.broker.connect()
     ch = await conn.channel()
     try:
-        dlq = await ch.declare_queue(f"{container.settings.broker_prefix}{queue}", durable=True)
+        dlq = await ch.declare_queue(f"{container.settings.broker_prefix}{queue}", passive=True)
         for _ in range(50):
             msg = await dlq.get(timeout=5, fail=False)
             if msg is None:

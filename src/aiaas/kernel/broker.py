@@ -4,6 +4,11 @@ consuming context, publisher confirms, persistent messages and ``traceparent`` i
 Consumers ack only after their handler (and so its transaction) has finished; a failing message is
 retried with a delay a bounded number of times and then dead-lettered to ``<queue>.dlq``.
 
+Queues are **quorum queues** by default (``AIAAS_BROKER_QUEUE_TYPE``): replicated by Raft across a
+RabbitMQ cluster, so events survive the loss of a node. A queue keeps the type it was created with
+(RabbitMQ refuses to redeclare it as another), so a queue that already exists as the other type is
+used as it is, with a warning; ``docs/runbooks/broker-down.md`` says how to move it.
+
 **Envelopes.** A message may carry several events of one routing key: its body is a JSON array of the
 events' own encodings and its ``x-aiaas-events`` header says how many (``EventPublisher`` packs what it
 drains at once; one event alone still travels as a plain message). The broker unpacks an envelope and
@@ -136,6 +141,7 @@ class Broker:
     def __init__(self, settings: Settings) -> None:
         self._url = settings.amqp_url
         self.prefix = settings.broker_prefix
+        self.queue_type = settings.broker_queue_type
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
@@ -241,17 +247,38 @@ class Broker:
             timeout=timeout,
         )
 
+    async def _queue_arguments(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """``arguments`` with the configured queue type, or with the type ``name`` already has.
+
+        The probe runs on a channel of its own: RabbitMQ closes a channel whose declaration it refuses.
+        """
+        wanted = {**arguments, "x-queue-type": self.queue_type}
+        probe = await (await self.connect()).channel()
+        try:
+            await probe.declare_queue(name, durable=True, arguments=wanted)
+            return wanted
+        except aio_pika.exceptions.ChannelPreconditionFailed:
+            other = "classic" if self.queue_type == "quorum" else "quorum"
+            log.warning("queue %s exists as a %s queue, not %s; using it as it is (docs/runbooks/broker-down.md "
+                        "says how to move it)", name, other, self.queue_type)
+            return {**arguments, "x-queue-type": other}
+        finally:
+            if not probe.is_closed:
+                await probe.close()
+
     async def declare_subscription(self, sub: Subscription, channel: AbstractChannel) -> AbstractQueue:
         """Declare the exchange, the queue (with its dead-letter queue) and the bindings of ``sub``."""
         qname = queue_name(self.prefix, sub.consumer, sub.source)
         dlx = await channel.declare_exchange(f"{qname}.dlx", aio_pika.ExchangeType.FANOUT, durable=True)
-        dlq = await channel.declare_queue(f"{qname}.dlq", durable=True)
+        dlq = await channel.declare_queue(f"{qname}.dlq", durable=True,
+                                          arguments=await self._queue_arguments(f"{qname}.dlq", {}))
         await dlq.bind(dlx)
         source = await channel.declare_exchange(
             exchange_name(self.prefix, sub.source), aio_pika.ExchangeType.TOPIC, durable=True
         )
         queue = await channel.declare_queue(
-            qname, durable=True, arguments={"x-dead-letter-exchange": f"{qname}.dlx"}
+            qname, durable=True,
+            arguments=await self._queue_arguments(qname, {"x-dead-letter-exchange": f"{qname}.dlx"}),
         )
         for key in sub.routing_keys:
             await queue.bind(source, routing_key=key)
@@ -407,6 +434,10 @@ class Broker:
             await channel.close()
 
     # ------------------------------------------------------------------ dead-letter queues (``aiaas dlq``)
+    async def _declare_dlq(self, channel: AbstractChannel, sub: Subscription) -> AbstractQueue:
+        name = f"{queue_name(self.prefix, sub.consumer, sub.source)}.dlq"
+        return await channel.declare_queue(name, durable=True, arguments=await self._queue_arguments(name, {}))
+
     async def dlq_list(self, sub: Subscription, *, limit: int = 20) -> list[dict[str, Any]]:
         """Peek at up to ``limit`` dead-lettered messages of ``sub`` (they stay in the queue)."""
         conn = await self.connect()
@@ -414,7 +445,7 @@ class Broker:
         out: list[dict[str, Any]] = []
         held: list[AbstractIncomingMessage] = []
         try:
-            dlq = await channel.declare_queue(f"{queue_name(self.prefix, sub.consumer, sub.source)}.dlq", durable=True)
+            dlq = await self._declare_dlq(channel, sub)
             while len(out) < limit:
                 msg = await dlq.get(no_ack=False, fail=False, timeout=5)
                 if msg is None:
@@ -442,7 +473,7 @@ class Broker:
             qname = queue_name(self.prefix, sub.consumer, sub.source)
             # The queue must exist, or the default exchange would silently drop the replayed copies.
             await self.declare_subscription(sub, channel)
-            dlq = await channel.declare_queue(f"{qname}.dlq", durable=True)
+            dlq = await self._declare_dlq(channel, sub)
             while limit is None or moved < limit:
                 msg = await dlq.get(no_ack=False, fail=False, timeout=5)
                 if msg is None:
@@ -465,7 +496,7 @@ class Broker:
         conn = await self.connect()
         channel = await conn.channel()
         try:
-            dlq = await channel.declare_queue(f"{queue_name(self.prefix, sub.consumer, sub.source)}.dlq", durable=True)
+            dlq = await self._declare_dlq(channel, sub)
             result = await dlq.purge()
             return int(getattr(result, "message_count", 0) or 0)
         finally:

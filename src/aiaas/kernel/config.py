@@ -55,6 +55,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"  # pragma: allowlist secret
     broker_prefix: str = ""
+    broker_queue_type: Literal["quorum", "classic"] = "quorum"
 
     ready_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=30)] = 1.0
     max_request_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 8 * 1024 * 1024
@@ -168,6 +169,10 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     'amqp_url': 'RabbitMQ <!-- pragma: allowlist secret -->',
     'broker_prefix': 'prefix of every exchange and queue name',
+    'broker_queue_type': (
+        'type of the durable queues the platform declares: `quorum` (replicated: a RabbitMQ cluster keeps the '
+        'events through the loss of a node) or `classic`; a queue that already exists keeps its type'
+    ),
     'ready_timeout_seconds': 'timeout of each dependency check of `/ready`',
     'max_request_body_bytes': 'larger request bodies are refused with 413',
     'max_request_header_bytes': (

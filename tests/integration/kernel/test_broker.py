@@ -73,7 +73,7 @@ class TestRoundTrip:
         assert len(attempts) == 3
         conn = await broker.connect()
         ch = await conn.channel()
-        dlq = await ch.declare_queue(f"{settings.broker_prefix}aiaas.dlq-test.from.inference.dlq", durable=True)
+        dlq = await ch.declare_queue(f"{settings.broker_prefix}aiaas.dlq-test.from.inference.dlq", passive=True)
         msg = await dlq.get(timeout=5, fail=False)
         assert msg is not None and msg.message_id == "p-1"
         await msg.ack()
@@ -129,7 +129,7 @@ class TestEnvelopes:
         conn = await broker.connect()
         ch = await conn.channel()
         try:
-            dlq = await ch.declare_queue(f"{settings.broker_prefix}aiaas.{consumer}.from.inference.dlq", durable=True)
+            dlq = await ch.declare_queue(f"{settings.broker_prefix}aiaas.{consumer}.from.inference.dlq", passive=True)
             out = []
             while (msg := await dlq.get(timeout=5, fail=False)) is not None:
                 await msg.ack()
@@ -248,7 +248,51 @@ class TestEnvelopes:
         conn = await broker.connect()
         ch = await conn.channel()
         try:
-            q = await ch.declare_queue(f"{settings.broker_prefix}aiaas.{consumer}.from.inference.dlq", durable=True)
+            q = await ch.declare_queue(f"{settings.broker_prefix}aiaas.{consumer}.from.inference.dlq", passive=True)
             return int(q.declaration_result.message_count or 0)
         finally:
             await ch.close()
+
+
+class TestQueueTypes:
+    async def test_queues_are_quorum_by_default_and_an_existing_classic_queue_is_kept(
+            self, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+        """RabbitMQ refuses to redeclare a queue as another type: an install whose queues predate the setting
+        keeps working, with a warning, instead of failing to start."""
+        import aio_pika
+
+        from aiaas.kernel.broker import queue_name
+
+        assert settings.broker_queue_type == "quorum"
+        broker = Broker(settings)
+        conn = await broker.connect()
+        try:
+            channel = await conn.channel()
+            classic = queue_name(settings.broker_prefix, "qtype-old", "inference")
+            await channel.declare_queue(classic, durable=True,
+                                        arguments={"x-dead-letter-exchange": f"{classic}.dlx"})
+            sub = Subscription(consumer="qtype-old", source="inference", routing_keys=["test.qtype"],
+                               handler=_noop)
+            with caplog.at_level("WARNING", logger="aiaas.broker"):
+                await broker.declare_subscription(sub, channel)
+            assert any("exists as a classic queue" in r.getMessage() for r in caplog.records)
+            assert not channel.is_closed
+            new = Subscription(consumer="qtype-new", source="inference", routing_keys=["test.qtype"],
+                               handler=_noop)
+            await broker.declare_subscription(new, channel)
+            # A quorum queue refuses a classic redeclaration, and the other way round: read the types so.
+            fresh = queue_name(settings.broker_prefix, "qtype-new", "inference")
+            for name, kind, args in ((fresh, "quorum", {"x-dead-letter-exchange": f"{fresh}.dlx"}),
+                                     (f"{fresh}.dlq", "quorum", {}),
+                                     (classic, "classic", {"x-dead-letter-exchange": f"{classic}.dlx"})):
+                other = "classic" if kind == "quorum" else "quorum"
+                probe = await conn.channel()
+                await probe.declare_queue(name, durable=True, arguments={**args, "x-queue-type": kind})  # same: ok
+                with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+                    await probe.declare_queue(name, durable=True, arguments={**args, "x-queue-type": other})
+        finally:
+            await broker.close()
+
+
+async def _noop(msg) -> None:
+    return None

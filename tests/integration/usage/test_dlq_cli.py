@@ -22,7 +22,7 @@ async def _dead_letter(settings: Settings, message_id: str) -> None:
     qname = f"{settings.broker_prefix}aiaas.usage.from.inference.dlq"
     conn = await aio_pika.connect(settings.amqp_url)
     ch = await conn.channel()
-    await ch.declare_queue(qname, durable=True)
+    await ch.declare_queue(qname, durable=True, arguments={"x-queue-type": settings.broker_queue_type})
     await ch.default_exchange.publish(aio_pika.Message(b'{"bad": true}', message_id=message_id), routing_key=qname)
     await conn.close()
 
