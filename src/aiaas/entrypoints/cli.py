@@ -170,9 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve(settings, args.role, workers=workers)
     if args.command == "migrate":
-        from aiaas.entrypoints.migrate import migrate
+        from aiaas.entrypoints.migrate import MigrateThroughPooler, migrate
 
-        migrate(settings)
+        try:
+            migrate(settings)
+        except MigrateThroughPooler as exc:
+            print(f"aiaas: {exc}", file=sys.stderr)
+            return 2
         print("aiaas: database is at the newest revision")
         return 0
     if args.command == "apply":

@@ -101,7 +101,17 @@ def database_urls(settings: Settings) -> list[str]:
     return seen
 
 
+class MigrateThroughPooler(RuntimeError):
+    """``aiaas migrate`` was pointed at PgBouncer in transaction mode, where its session lock means nothing."""
+
+
 def migrate(settings: Settings, revision: str = "heads") -> None:
     """Upgrade every database the contexts use to ``revision`` (default: every context's head)."""
+    if settings.db_pgbouncer:
+        # The advisory lock that keeps two migrations apart is a session's, and DDL wants one connection:
+        # behind transaction pooling neither holds. Refuse clearly instead of racing another pod.
+        raise MigrateThroughPooler(
+            "AIAAS_DB_PGBOUNCER is set: run `aiaas migrate` against PostgreSQL directly (or a session-pooled "
+            "PgBouncer): AIAAS_DB_PGBOUNCER=false and AIAAS_DATABASE_URL (and any per-context URL) of the server")
     for url in database_urls(settings):
         asyncio.run(_upgrade(settings, url, revision))

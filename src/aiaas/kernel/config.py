@@ -44,6 +44,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_pool_size: Annotated[int, msgspec.Meta(ge=1, le=500)] = 10
     db_max_overflow: Annotated[int, msgspec.Meta(ge=0, le=500)] = 10
     db_statement_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 30_000
+    db_pgbouncer: bool = False
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_mode: Literal["standalone", "sentinel", "cluster"] = "standalone"
@@ -154,6 +155,12 @@ DESCRIPTIONS: dict[str, str] = {
     'db_pool_size': 'connections kept open per distinct database URL and process',
     'db_max_overflow': 'connections opened beyond the pool size under load, per distinct database URL and process',
     'db_statement_timeout_ms': "PostgreSQL `statement_timeout` for the app's connections (0 = none)",
+    'db_pgbouncer': (
+        'the database URLs lead to PgBouncer in transaction pooling mode: no prepared-statement caches, unique '
+        'statement names, no startup parameters but `application_name` (set `jit` and `statement_timeout` '
+        'in PgBouncer or on the role: [deployment.md](deployment.md#310-postgresql-through-pgbouncer)); '
+        '`aiaas migrate` refuses it and needs a direct or session-pooled URL'
+    ),
     'redis_url': (
         'Redis (cache, sessions, counters): `redis://` or `rediss://` (TLS; `?ssl_ca_certs=/path/ca.pem` for '
         'a private CA); in cluster mode any node; in sentinel mode only its password, database and scheme are '

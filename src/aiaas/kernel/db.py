@@ -7,8 +7,10 @@ share one engine (one pool). Connections are tagged with the process role as ``a
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -44,6 +46,10 @@ def context_base(schema: str) -> type[DeclarativeBase]:
     return Base
 
 
+def _statement_name() -> str:
+    return f"__aiaas_{uuid.uuid4().hex}__"
+
+
 def make_engine(url: str, *, settings: Settings, role: str) -> AsyncEngine:
     """An async engine with a bounded pool, a statement timeout, the role as application_name and no JIT.
 
@@ -51,16 +57,27 @@ def make_engine(url: str, *, settings: Settings, role: str) -> AsyncEngine:
     200-320 ms for the read side's histogram merge (the planner guesses 100 rows per ``jsonb_each``),
     which then runs in 10-30 ms. No query here runs long enough to win that back, so it is off.
     """
-    server_settings = {"application_name": f"aiaas-{role}", "jit": "off"}
-    if settings.db_statement_timeout_ms:
-        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    server_settings = {"application_name": f"aiaas-{role}"}
+    connect_args: dict[str, Any] = {"server_settings": server_settings, "timeout": 10}
+    if settings.db_pgbouncer:
+        # PgBouncer in transaction pooling mode: each transaction may run on another server connection.
+        # It refuses startup parameters other than a few (application_name is one), so jit and the
+        # statement timeout are set by PgBouncer's connect_query or on the database role (docs/database.md);
+        # and no prepared statement may outlive its transaction: no statement caches, and unique names, so
+        # two clients' statements never collide on one server connection.
+        connect_args.update(statement_cache_size=0, prepared_statement_cache_size=0,
+                            prepared_statement_name_func=_statement_name)
+    else:
+        server_settings["jit"] = "off"
+        if settings.db_statement_timeout_ms:
+            server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
     engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
         pool_recycle=1800,
-        connect_args={"server_settings": server_settings, "timeout": 10},
+        connect_args=connect_args,
         # A statement's bound values (password hashes, key hashes, emails) never go into an exception's
         # message, so they never reach a log line or a stack trace.
         hide_parameters=True,
