@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_max_overflow: Annotated[int, msgspec.Meta(ge=0, le=500)] = 10
     db_statement_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 30_000
     db_pgbouncer: bool = False
+    gc_freeze: bool = True
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_mode: Literal["standalone", "sentinel", "cluster"] = "standalone"
@@ -155,6 +156,10 @@ DESCRIPTIONS: dict[str, str] = {
     'db_pool_size': 'connections kept open per distinct database URL and process',
     'db_max_overflow': 'connections opened beyond the pool size under load, per distinct database URL and process',
     'db_statement_timeout_ms': "PostgreSQL `statement_timeout` for the app's connections (0 = none)",
+    'gc_freeze': (
+        'after start, exempt every object alive then from garbage collection (`gc.freeze()`), so the '
+        "collector's pauses walk only what requests allocate"
+    ),
     'db_pgbouncer': (
         'the database URLs lead to PgBouncer in transaction pooling mode: no prepared-statement caches, unique '
         'statement names, no startup parameters but `application_name` (set `jit` and `statement_timeout` '

@@ -1,0 +1,73 @@
+"""The interpreter's own pauses, measured: event-loop lag and garbage-collection pauses, and the heap
+frozen after start.
+
+A gateway's tail latency is often not its code but the loop not running it: a long garbage collection
+or a handler that holds the loop. Every process measures both, off the request path:
+
+- ``aiaas_event_loop_lag_seconds``: a task asks to wake every ``interval`` and records how late it woke
+  (how long a ready request would have waited for the loop), with the worst of each scrape in
+  ``aiaas_event_loop_lag_max_seconds``;
+- ``aiaas_gc_pause_seconds{generation}``: every collection's duration, from ``gc.callbacks``.
+
+``freeze_heap()`` runs once a process has built its apps and started serving: ``gc.freeze()`` moves every
+object alive then (modules, routes, settings, the catalog's structures: most of the heap) out of the
+collector's reach, so the oldest generation's collections, the longest pauses, walk only what requests
+allocate afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from typing import Any
+
+from prometheus_client import Gauge, Histogram
+
+_PAUSE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+LOOP_LAG = Histogram("aiaas_event_loop_lag_seconds",
+                     "How late the event loop ran a timer due now (what a ready request waited for the loop).",
+                     buckets=_PAUSE_BUCKETS)
+LOOP_LAG_MAX = Gauge("aiaas_event_loop_lag_max_seconds", "The largest event-loop lag since the last sample window "
+                     "began (windows of 10 s).", multiprocess_mode="max")
+GC_PAUSE = Histogram("aiaas_gc_pause_seconds", "Duration of each garbage collection, by generation.",
+                     ["generation"], buckets=_PAUSE_BUCKETS)
+
+_started: list[float] = []
+
+
+def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _started.append(time.perf_counter())
+    elif _started:
+        GC_PAUSE.labels(str(info.get("generation", "?"))).observe(time.perf_counter() - _started.pop())
+
+
+def watch_gc() -> None:
+    """Record every collection's pause (idempotent)."""
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
+
+
+def freeze_heap() -> int:
+    """Collect once, then exempt every live object from future collections; returns how many were frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+async def watch_loop(interval: float = 0.1, window: float = 10.0) -> None:
+    """Sample the loop's lag every ``interval`` seconds until cancelled."""
+    loop = asyncio.get_running_loop()
+    worst = 0.0
+    window_start = loop.time()
+    while True:
+        due = loop.time() + interval
+        await asyncio.sleep(interval)
+        lag = max(0.0, loop.time() - due)
+        LOOP_LAG.observe(lag)
+        worst = max(worst, lag)
+        LOOP_LAG_MAX.set(worst)
+        if loop.time() - window_start >= window:
+            worst, window_start = 0.0, loop.time()

@@ -1,0 +1,68 @@
+"""Loop lag and GC pauses are measured, and the heap is frozen after start."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+
+import pytest
+
+from aiaas.kernel import runtime
+
+
+def _count(hist, **labels: str) -> float:
+    for metric in hist.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count") and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def _max_bucket_le(hist, bound: float) -> float:
+    """How many observations were at most ``bound`` seconds."""
+    for metric in hist.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_bucket") and float(sample.labels["le"]) == bound:
+                return sample.value
+    raise AssertionError(f"no bucket {bound}")
+
+
+class TestGcPauses:
+    def test_every_collection_is_timed_by_generation(self) -> None:
+        runtime.watch_gc()
+        runtime.watch_gc()  # idempotent: one callback
+        assert gc.callbacks.count(runtime._on_gc) == 1
+        before = _count(runtime.GC_PAUSE, generation="2")
+        gc.collect(2)
+        gc.collect(2)
+        assert _count(runtime.GC_PAUSE, generation="2") == before + 2
+
+
+class TestLoopLag:
+    async def test_a_handler_that_holds_the_loop_shows_as_lag(self) -> None:
+        before_total = _count(runtime.LOOP_LAG)
+        before_fast = _max_bucket_le(runtime.LOOP_LAG, 0.01)
+        task = asyncio.create_task(runtime.watch_loop(interval=0.01))
+        try:
+            await asyncio.sleep(0.05)
+            time.sleep(0.06)  # holding the loop on purpose
+            await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        samples = _count(runtime.LOOP_LAG) - before_total
+        slow = samples - (_max_bucket_le(runtime.LOOP_LAG, 0.01) - before_fast)
+        assert samples >= 3
+        assert slow >= 1  # the 60 ms hold: at least one sample far past 10 ms
+        assert runtime.LOOP_LAG_MAX._value.get() >= 0.04
+
+
+class TestFreeze:
+    def test_live_objects_leave_the_collectors_reach(self) -> None:
+        try:
+            frozen = runtime.freeze_heap()
+            assert frozen > 1000 and gc.get_freeze_count() == frozen
+        finally:
+            gc.unfreeze()
