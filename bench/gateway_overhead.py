@@ -146,9 +146,11 @@ async def run(n: int, contenders: list[Contender]) -> None:
                       f"{added or ' ' * 22}{cpu}")
 
 
-async def throughput(c: Contender, clients: int, seconds: float) -> tuple[float, int]:
-    """Non-streamed requests per second with ``clients`` concurrent keep-alive connections, and failures."""
+async def throughput(c: Contender, clients: int, seconds: float) -> tuple[float, int, float]:
+    """Non-streamed requests per second with ``clients`` concurrent keep-alive connections, failures, and
+    the server's CPU ms per request meanwhile (under load, where the events' envelopes fill)."""
     done = failed = 0
+    cpu0 = _cpu(c.pid)
     stop = time.perf_counter() + seconds
 
     async def client(s: aiohttp.ClientSession) -> None:
@@ -163,7 +165,7 @@ async def throughput(c: Contender, clients: int, seconds: float) -> tuple[float,
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as s:
         started = time.perf_counter()
         await asyncio.gather(*(client(s) for _ in range(clients)))
-        return done / (time.perf_counter() - started), failed
+        return done / (time.perf_counter() - started), failed, (_cpu(c.pid) - cpu0) * 1000 / max(done, 1)
 
 
 def _export(rev: str) -> Path:
@@ -235,9 +237,9 @@ def main() -> None:
             for c in contenders:
                 if c.name == "bare proxy" or c.path != "/v1/chat/completions":
                     continue
-                rps, failed = asyncio.run(throughput(c, clients, seconds))
+                rps, failed, cpu = asyncio.run(throughput(c, clients, seconds))
                 print(f"\nthroughput {c.name}: {rps:.0f} non-streamed requests/s at {clients} connections"
-                      f" over {seconds:.0f} s ({failed} failed)")
+                      f" over {seconds:.0f} s ({failed} failed), CPU {cpu:.3f} ms per request")
     finally:
         for p in reversed(procs):
             p.terminate()
