@@ -55,6 +55,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_prefix: str = ""
     # How long one Redis command (or pipeline) may take before it counts as Redis being unavailable.
     redis_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    # Connections per process (per node on a Cluster); a command past them waits for one within its deadline.
+    redis_max_connections: Annotated[int, msgspec.Meta(ge=1, le=65_536)] = 256
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"  # pragma: allowlist secret
     broker_prefix: str = ""
     broker_queue_type: Literal["quorum", "classic"] = "quorum"
@@ -178,6 +180,10 @@ DESCRIPTIONS: dict[str, str] = {
     'redis_timeout_seconds': (
         'longest one Redis command or pipeline may take; then Redis counts as unavailable for that request '
         '(limits fail open or closed per org policy)'
+    ),
+    'redis_max_connections': (
+        'Redis connections per process (per node on a Cluster); standalone: a command past them waits for one '
+        'within its deadline instead of failing'
     ),
     'amqp_url': 'RabbitMQ <!-- pragma: allowlist secret -->',
     'broker_prefix': 'prefix of every exchange and queue name',

@@ -18,6 +18,8 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
+from aiaas.kernel.redis import RedisUnavailable
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://aiaas.dev/problems/"
 
@@ -337,6 +339,21 @@ def _http_exception_handler(
 
 
 UNHANDLED_DETAIL = "The server failed to handle this request; the request id identifies it in the logs."
+REDIS_DOWN_DETAIL = "A store this request needs (Redis) did not answer in time; retry shortly."
+
+# Redis not answering (down, stalled past AIAAS_REDIS_TIMEOUT_SECONDS, a failover, a pool exhausted past
+# the deadline) where no caller degraded on it: an outage for the client to retry, never a 500.
+REDIS_DOWN: tuple[type[Exception], ...] = tuple(e for e in RedisUnavailable if e is not OSError)
+
+
+def redis_down(exc: Exception) -> ServiceUnavailable:
+    """The 503 (with ``Retry-After``) for a Redis error that reached the edge."""
+    return ServiceUnavailable(REDIS_DOWN_DETAIL, code="redis_unavailable", headers={"Retry-After": "1"})
+
+
+def _redis_down_handler(request: Request[Any, Any, Any], exc: Exception, openai: bool) -> Response[bytes]:
+    log.warning("Redis unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return _app_error_handler(request, redis_down(exc), openai)
 
 
 def _unhandled_handler(request: Request[Any, Any, Any], exc: Exception, openai: bool) -> Response[bytes]:
@@ -365,11 +382,14 @@ def problem_handlers(*, openai: bool = False) -> dict[type[Exception] | int, Cal
         AppError: functools.partial(_app_error_handler, openai=openai),
         HTTPException: functools.partial(_http_exception_handler, openai=openai),
         RecursionError: functools.partial(_too_deep_handler, openai=openai),
+        **{e: functools.partial(_redis_down_handler, openai=openai) for e in REDIS_DOWN},
         Exception: functools.partial(_unhandled_handler, openai=openai),
     }
 
 __all__ = [
     "PROBLEM_JSON",
+    "REDIS_DOWN",
+    "REDIS_DOWN_DETAIL",
     "TOO_DEEP_DETAIL",
     "UNHANDLED_DETAIL",
     "AppError",
@@ -389,5 +409,6 @@ __all__ = [
     "problem_for",
     "problem_handlers",
     "problem_of",
+    "redis_down",
     "render_problem",
 ]

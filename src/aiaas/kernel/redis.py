@@ -30,7 +30,7 @@ import asyncio
 import hashlib
 from typing import TYPE_CHECKING, Any, Literal
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
@@ -155,8 +155,9 @@ def make_redis(settings: Settings) -> RedisClient:
     """The process's Redis client for ``AIAAS_REDIS_MODE`` (see the module's docstring)."""
     mode = settings.redis_mode
     client: _Redis | _Cluster
+    size = settings.redis_max_connections
     if mode == "cluster":
-        client = _Cluster.from_url(settings.redis_url, **_options(), max_connections=256)
+        client = _Cluster.from_url(settings.redis_url, **_options(), max_connections=size)
     elif mode == "sentinel":
         sentinels = [_host_port(s) for s in settings.redis_sentinels.split(",") if s.strip()]
         master = Redis.from_url(settings.redis_url, **_options())
@@ -164,9 +165,14 @@ def make_redis(settings: Settings) -> RedisClient:
         opts = {k: v for k, v in kwargs.items() if k in ("password", "username", "db", "ssl", "ssl_ca_certs",
                                                            "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile")}
         sentinel = Sentinel(sentinels, sentinel_kwargs={"socket_timeout": 1.0}, **_options(), **opts)
-        client = sentinel.master_for(settings.redis_sentinel_master, redis_class=_Redis, max_connections=256)
+        client = sentinel.master_for(settings.redis_sentinel_master, redis_class=_Redis, max_connections=size)
     else:
-        client = _Redis.from_url(settings.redis_url, **_options(), max_connections=256)
+        # A blocking pool: under a burst past the pool (the soak's streamer at 500 requests/s held 256
+        # connections) a command waits for a connection, bounded by its deadline like any stall, where
+        # redis-py's default pool fails it at once with MaxConnectionsError. No pool timeout of its own
+        # (None): the command's deadline is the one bound.
+        pool = BlockingConnectionPool.from_url(settings.redis_url, **_options(), max_connections=size, timeout=None)
+        client = _Redis.from_pool(pool)  # as from_url does, with this pool (closed with the client)
     client.timeout_seconds = settings.redis_timeout_seconds
     return client
 

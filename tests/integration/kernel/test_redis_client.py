@@ -21,6 +21,9 @@ from redis_servers import RedisCluster
 from support import OwnRedis
 
 TIMEOUT = 0.3
+# What "bounded" means in these tests: the deadline plus ample slack for a loaded machine (2 cores shared
+# with the whole suite); without a deadline redis-py would wait on a stalled server for ever.
+SLACK = 4.0
 ECHO = script("return ARGV[1]")
 
 
@@ -61,12 +64,12 @@ class TestAStalledServerIsUnavailable:
             assert own_redis.proc is not None
             os.kill(own_redis.proc.pid, signal.SIGSTOP)  # alive, connected, silent: what a hung server is
             try:
-                assert await _bounded(client.get("k")) < TIMEOUT + 1
+                assert await _bounded(client.get("k")) < TIMEOUT + SLACK
                 pipe = client.pipeline(transaction=False)
                 pipe.get("k")
                 pipe.get("other")
-                assert await _bounded(pipe.execute()) < TIMEOUT + 1
-                assert await _bounded(ECHO(client, ["k"], "x")) < 2 * (TIMEOUT + 1)  # EVALSHA, maybe SCRIPT LOAD
+                assert await _bounded(pipe.execute()) < TIMEOUT + SLACK
+                assert await _bounded(ECHO(client, ["k"], "x")) < 2 * TIMEOUT + SLACK  # EVALSHA, maybe SCRIPT LOAD
             finally:
                 os.kill(own_redis.proc.pid, signal.SIGCONT)
             assert await client.get("k") == b"v"  # back: the stalled connections were dropped, new ones work
@@ -85,14 +88,53 @@ class TestAStalledServerIsUnavailable:
             assert node.proc is not None
             os.kill(node.proc.pid, signal.SIGSTOP)
             try:
-                assert await _bounded(client.get(key)) < TIMEOUT + 1
+                assert await _bounded(client.get(key)) < TIMEOUT + SLACK
                 pipe = client.pipeline()
                 pipe.get(key)
-                assert await _bounded(pipe.execute()) < TIMEOUT + 1
+                assert await _bounded(pipe.execute()) < TIMEOUT + SLACK
             finally:
                 os.kill(node.proc.pid, signal.SIGCONT)
             assert await client.get(key) == b"v"
             await client.delete(key)
+        finally:
+            await client.aclose()
+
+
+class TestAPoolPastItsSize:
+    """More commands at once than ``AIAAS_REDIS_MAX_CONNECTIONS``: they wait for a connection (redis-py's
+    default pool failed them at once with MaxConnectionsError, a 500 under a burst), bounded by the same
+    deadline as any command."""
+
+    async def test_commands_wait_for_a_connection_and_all_succeed(self, settings: Settings) -> None:
+        client = make_redis(msgspec.structs.replace(settings, redis_max_connections=2))
+        key = f"{settings.redis_prefix}pool:{uuid.uuid4().hex}"
+        try:
+            # Each holds its connection for 0.1 s; 12 of them through 2 connections.
+            got = await asyncio.gather(*(client.execute_command("BLPOP", key, "0.1") for _ in range(12)))
+            assert got == [None] * 12
+            assert len(client.connection_pool._in_use_connections) == 0
+            assert len(client.connection_pool._available_connections) <= 2
+        finally:
+            await client.delete(key)
+            await client.aclose()
+
+    async def test_waiting_for_a_connection_is_bounded_by_the_deadline(self, settings: Settings,
+                                                                       own_redis: OwnRedis) -> None:
+        client = make_redis(msgspec.structs.replace(settings, redis_url=own_redis.url, redis_timeout_seconds=TIMEOUT,
+                                                    redis_max_connections=2))
+        try:
+            await client.set("k", b"v")
+            assert own_redis.proc is not None
+            os.kill(own_redis.proc.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                got = await asyncio.gather(*(client.get("k") for _ in range(8)), return_exceptions=True)
+                assert time.monotonic() - started < TIMEOUT + SLACK
+                # Two waited on the stalled server, six on the pool: all the same unavailable Redis.
+                assert all(isinstance(g, RedisTimeoutError) for g in got), got
+            finally:
+                os.kill(own_redis.proc.pid, signal.SIGCONT)
+            assert await client.get("k") == b"v"
         finally:
             await client.aclose()
 

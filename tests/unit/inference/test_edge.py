@@ -14,6 +14,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from redis.exceptions import ClusterDownError, MaxConnectionsError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aiaas.inference.asgi import ROUTES, InferenceEdge, route_permissions
 from aiaas.inference.providers.base import UpstreamReply
@@ -317,6 +319,18 @@ class TestResponses:
         assert "request id" in doc["detail"] and "bug" not in doc["detail"]
         assert "unhandled error" in caplog.text
         assert gw.outcomes[0].error_type == "RuntimeError"
+
+    @pytest.mark.parametrize("fail", [RedisTimeoutError("Redis did not answer within 2s"),
+                                      MaxConnectionsError("Too many connections"), ClusterDownError("down")])
+    async def test_redis_not_answering_is_a_503_to_retry_not_a_500(self, fail: Exception,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+        gw = Gateway(fail=fail)
+        app, _, _ = edge(gw)
+        reply = await call(app, "POST", "/v1/chat/completions")
+        doc = assert_problem(reply, 503, "redis_unavailable", "server_error")
+        assert reply.headers["retry-after"] == "1" and "Redis" in doc["detail"]
+        assert "unhandled error" not in caplog.text and "Redis unavailable" in caplog.text
+        assert gw.outcomes[0].http_status == 503
 
 
 STREAM = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()

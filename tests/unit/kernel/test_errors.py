@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from litestar import Litestar, get
+from litestar.testing import AsyncTestClient
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aiaas.kernel import errors
 
@@ -43,3 +48,39 @@ class TestAppErrors:
         assert exc.status == status
         assert exc.detail == "why"
         assert exc.headers == {"Retry-After": "1"}
+
+
+class TestRedisNotAnswering:
+    """A Redis error no caller degraded on (down, stalled past its deadline, a pool exhausted past it)
+    reaches the client as a 503 to retry, with the problem document, never as a 500."""
+
+    @pytest.mark.parametrize("openai", [True, False])
+    @pytest.mark.parametrize("fail", [RedisTimeoutError("Redis did not answer within 2s"),
+                                      MaxConnectionsError("Too many connections"), RedisConnectionError("refused")])
+    async def test_a_503_with_retry_after(self, fail: Exception, openai: bool,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+        @get("/thing", sync_to_thread=False)
+        def thing() -> None:
+            raise fail
+
+        caplog.set_level("WARNING", logger="aiaas.errors")
+        async with AsyncTestClient(_app(thing, openai=openai)) as client:
+            r = await client.get("/thing")
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert r.headers["content-type"].startswith(errors.PROBLEM_JSON)
+        doc = r.json()
+        assert doc["status"] == 503 and doc["code"] == "redis_unavailable" and "Redis" in doc["detail"]
+        assert ("error" in doc) is openai
+        assert "unhandled error" not in caplog.text and type(fail).__name__ in caplog.text
+
+    async def test_other_errors_stay_500(self) -> None:
+        @get("/thing", sync_to_thread=False)
+        def thing() -> None:
+            raise OSError("a file")  # OSError is Redis being unreachable only where a caller said so
+
+        async with AsyncTestClient(_app(thing, openai=False)) as client:
+            assert (await client.get("/thing")).status_code == 500
+
+
+def _app(handler: object, *, openai: bool) -> Litestar:
+    return Litestar([handler], exception_handlers=errors.problem_handlers(openai=openai), logging_config=None)

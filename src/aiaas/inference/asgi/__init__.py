@@ -48,6 +48,7 @@ from aiaas.inference.service.calls import Caller, Outcome, Routed
 from aiaas.inference.service.gateway import Gateway
 from aiaas.inference.service.stored_responses import ResponseStore
 from aiaas.kernel.errors import (
+    REDIS_DOWN,
     UNHANDLED_DETAIL,
     AppError,
     Forbidden,
@@ -58,6 +59,7 @@ from aiaas.kernel.errors import (
     encode_problem,
     problem_for,
     problem_of,
+    redis_down,
 )
 from aiaas.kernel.guard import Authenticator, api_key_required, unauthenticated
 from aiaas.kernel.security import Permission, Principal
@@ -165,7 +167,11 @@ class InferenceEdge:
                          request_headers=scope["headers"])
             async with watch:
                 outcome = await surface.serve(x, request)
-        except AppError as exc:
+        except (AppError, *REDIS_DOWN) as caught:
+            exc = caught if isinstance(caught, AppError) else redis_down(caught)
+            if exc is not caught:
+                log.warning("Redis unavailable on %s %s: %s: %s", scope["method"], scope["path"],
+                            type(caught).__name__, caught)
             routed = x.routed if x is not None else None
             outcome = Outcome.failed(exc, error_type=routed.error_type if routed else None)
             if not sent.started:
