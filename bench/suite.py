@@ -63,8 +63,10 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-litellm", action="store_true", help="measure direct and aiaas only")
     ap.add_argument("--embedded-requests", type=int, default=30, help="streamed chats of the embedded model, each way")
     ap.add_argument("--no-embedded", action="store_true", help="leave the embedded model out")
-    ap.add_argument("--smoke", action="store_true", help="tiny counts, one repeat, one process each; LiteLLM only "
-                    "if its virtualenv is already there (well under a minute)")
+    ap.add_argument("--smoke", action="store_true", help="tiny counts, one repeat, one process each, no LiteLLM "
+                    "(under a minute): what CI runs")
+    ap.add_argument("--with-litellm", action="store_true", help="with --smoke: LiteLLM too, if its virtualenv is "
+                    "already there")
     ap.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy every server's output there at the end")
     ap.add_argument("--run-id", default="", help="names the run's database, prefixes and processes (default random)")
     a = ap.parse_args(argv)
@@ -110,6 +112,8 @@ def _start(a: argparse.Namespace, stack: servers.Stack, procs: list[int], figs: 
     venv = servers.litellm_venv()
     if a.no_litellm:
         got.missing["LiteLLM"] = "--no-litellm"
+    elif a.smoke and not a.with_litellm:
+        got.missing["LiteLLM"] = "--smoke (add --with-litellm)"
     elif a.smoke and servers.litellm_installed(venv) != servers.LITELLM_VERSION:
         got.missing["LiteLLM"] = f"--smoke and no LiteLLM {servers.LITELLM_VERSION} virtualenv yet"
     else:

@@ -117,7 +117,8 @@ def test_smoke_prints_the_table_and_cleans_up(service_urls: dict[str, str]) -> N
     assert number(aiaas["RPS c=16"]) > 0
     assert number(aiaas["worker ev/s"]) > 0, "the worker stored none of the run's events"
     assert number(aiaas["mgmt p99 @50/s"]) > 0
-    assert "LiteLLM x1" in rows or rows.get("LiteLLM", {}).get("c=1 p50", "").startswith("not run:"), stdout
+    # LiteLLM is left out of a smoke run (whether its virtualenv exists differs between machines), and says so.
+    assert rows["LiteLLM"]["c=1 p50"].startswith("not run: --smoke"), stdout
     # The embedded model through a streamer of the run and called directly (the test extras include it).
     model = table(stdout, "embedded model")
     assert set(model) == {"llama-cpp-python direct", "through aiaas (streamer)"}, stdout
