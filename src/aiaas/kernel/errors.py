@@ -14,9 +14,11 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from sqlalchemy import exc as sa_exc
 
 from aiaas.kernel.redis import RedisUnavailable
 
@@ -340,20 +342,59 @@ def _http_exception_handler(
 
 UNHANDLED_DETAIL = "The server failed to handle this request; the request id identifies it in the logs."
 REDIS_DOWN_DETAIL = "A store this request needs (Redis) did not answer in time; retry shortly."
+DATABASE_DOWN_DETAIL = "A store this request needs (PostgreSQL) is not accepting connections; retry shortly."
+DEPENDENCY_DOWN_DETAIL = "A service this request needs refused the connection; retry shortly."
 
 # Redis not answering (down, stalled past AIAAS_REDIS_TIMEOUT_SECONDS, a failover, a pool exhausted past
 # the deadline) where no caller degraded on it: an outage for the client to retry, never a 500.
 REDIS_DOWN: tuple[type[Exception], ...] = tuple(e for e in RedisUnavailable if e is not OSError)
+# What PostgreSQL being unreachable can surface as: the pool's checkout timeout, an asyncpg error wrapped
+# by SQLAlchemy (sorted by ``dependency_down``), or the socket's own error while connecting.
+DEPENDENCY_DOWN: tuple[type[Exception], ...] = (*REDIS_DOWN, sa_exc.DBAPIError, sa_exc.TimeoutError, ConnectionError)
+_DB_UNREACHABLE = (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError,
+                   ConnectionError, TimeoutError)
 
 
-def redis_down(exc: Exception) -> ServiceUnavailable:
-    """The 503 (with ``Retry-After``) for a Redis error that reached the edge."""
-    return ServiceUnavailable(REDIS_DOWN_DETAIL, code="redis_unavailable", headers={"Retry-After": "1"})
+def _database_unreachable(exc: BaseException) -> bool:
+    if isinstance(exc, sa_exc.TimeoutError):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    seen: BaseException | None = exc
+    for _ in range(8):  # SQLAlchemy wraps asyncpg's error one or two levels down
+        if seen is None:
+            return False
+        if isinstance(seen, _DB_UNREACHABLE):
+            return True
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return False
 
 
-def _redis_down_handler(request: Request[Any, Any, Any], exc: Exception, openai: bool) -> Response[bytes]:
-    log.warning("Redis unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-    return _app_error_handler(request, redis_down(exc), openai)
+def dependency_down(exc: Exception) -> ServiceUnavailable | None:
+    """The 503 (with ``Retry-After``) for Redis or PostgreSQL being unreachable; None for any other error."""
+    if isinstance(exc, REDIS_DOWN):
+        return ServiceUnavailable(REDIS_DOWN_DETAIL, code="redis_unavailable", headers={"Retry-After": "1"})
+    if _database_unreachable(exc):
+        return ServiceUnavailable(DATABASE_DOWN_DETAIL, code="database_unavailable", headers={"Retry-After": "2"})
+    if isinstance(exc, ConnectionError):  # a socket refused or reset: asyncpg connecting, or another store
+        return ServiceUnavailable(DEPENDENCY_DOWN_DETAIL, code="dependency_unavailable", headers={"Retry-After": "2"})
+    return None
+
+
+def store_of(down: ServiceUnavailable) -> str:
+    """The store a ``dependency_down`` 503 is about, for the log line."""
+    return {"redis_unavailable": "Redis", "database_unavailable": "PostgreSQL"}.get(down.code or "", "A dependency")
+
+
+def _dependency_down_handler(request: Request[Any, Any, Any], exc: Exception, openai: bool) -> Response[bytes]:
+    down = dependency_down(exc)
+    if down is None:  # a database error that is not the database being unreachable
+        return _unhandled_handler(request, exc, openai)
+    log.warning("%s unavailable on %s %s: %s: %s", store_of(down), request.method, request.url.path,
+                type(exc).__name__, exc)
+    return _app_error_handler(request, down, openai)
 
 
 def _unhandled_handler(request: Request[Any, Any, Any], exc: Exception, openai: bool) -> Response[bytes]:
@@ -382,11 +423,14 @@ def problem_handlers(*, openai: bool = False) -> dict[type[Exception] | int, Cal
         AppError: functools.partial(_app_error_handler, openai=openai),
         HTTPException: functools.partial(_http_exception_handler, openai=openai),
         RecursionError: functools.partial(_too_deep_handler, openai=openai),
-        **{e: functools.partial(_redis_down_handler, openai=openai) for e in REDIS_DOWN},
+        **{e: functools.partial(_dependency_down_handler, openai=openai) for e in DEPENDENCY_DOWN},
         Exception: functools.partial(_unhandled_handler, openai=openai),
     }
 
 __all__ = [
+    "DATABASE_DOWN_DETAIL",
+    "DEPENDENCY_DOWN",
+    "DEPENDENCY_DOWN_DETAIL",
     "PROBLEM_JSON",
     "REDIS_DOWN",
     "REDIS_DOWN_DETAIL",
@@ -405,10 +449,11 @@ __all__ = [
     "Unauthenticated",
     "UpstreamError",
     "ValidationFailed",
+    "dependency_down",
     "encode_problem",
     "problem_for",
     "problem_handlers",
     "problem_of",
-    "redis_down",
     "render_problem",
+    "store_of",
 ]

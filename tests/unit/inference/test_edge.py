@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import asyncpg
 import pytest
 from redis.exceptions import ClusterDownError, MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import exc as sa_exc
 
 from aiaas.inference.asgi import ROUTES, InferenceEdge, route_permissions
 from aiaas.inference.providers.base import UpstreamReply
@@ -331,6 +333,22 @@ class TestResponses:
         assert reply.headers["retry-after"] == "1" and "Redis" in doc["detail"]
         assert "unhandled error" not in caplog.text and "Redis unavailable" in caplog.text
         assert gw.outcomes[0].http_status == 503
+
+    async def test_postgres_refusing_connections_is_a_503_to_retry(self) -> None:
+        orig = asyncpg.TooManyConnectionsError("sorry, too many clients already")
+        gw = Gateway(fail=sa_exc.DBAPIError.instance("SELECT 1", None, orig, Exception))
+        app, _, _ = edge(gw)
+        reply = await call(app, "POST", "/v1/chat/completions")
+        assert_problem(reply, 503, "database_unavailable", "server_error")
+        assert reply.headers["retry-after"] == "2"
+
+    async def test_another_database_error_is_still_a_500(self, caplog: pytest.LogCaptureFixture) -> None:
+        gw = Gateway(fail=sa_exc.IntegrityError("INSERT", None, Exception("duplicate key value")))
+        app, _, _ = edge(gw)
+        reply = await call(app, "POST", "/v1/chat/completions")
+        assert_problem(reply, 500, None, "server_error")
+        assert "unhandled error" in caplog.text
+        assert gw.outcomes[0].error_type == "IntegrityError"
 
 
 STREAM = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import msgspec
 import pytest
 from litestar import Litestar, get
@@ -9,6 +10,7 @@ from litestar.testing import AsyncTestClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import exc as sa_exc
 
 from aiaas.kernel import errors
 
@@ -80,6 +82,54 @@ class TestRedisNotAnswering:
 
         async with AsyncTestClient(_app(thing, openai=False)) as client:
             assert (await client.get("/thing")).status_code == 500
+
+
+def _too_many_clients() -> Exception:
+    """What SQLAlchemy raises when PostgreSQL refuses a connection past max_connections (as seen in CI)."""
+    orig = asyncpg.TooManyConnectionsError("sorry, too many clients already")
+    return sa_exc.DBAPIError.instance("SELECT 1", None, orig, Exception)
+
+
+class TestPostgresNotAccepting:
+    """PostgreSQL refusing or dropping connections reaches the client as a 503 to retry; any other database
+    error is still the server's fault (500)."""
+
+    @pytest.mark.parametrize("fail", [
+        _too_many_clients(),
+        sa_exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached, connection timed out"),
+        sa_exc.DBAPIError("SELECT 1", None, Exception("gone"), connection_invalidated=True),
+    ], ids=["too-many-clients", "pool-timeout", "invalidated"])
+    async def test_a_503_with_retry_after(self, fail: Exception, caplog: pytest.LogCaptureFixture) -> None:
+        @get("/thing", sync_to_thread=False)
+        def thing() -> None:
+            raise fail
+
+        caplog.set_level("WARNING", logger="aiaas.errors")
+        async with AsyncTestClient(_app(thing, openai=True)) as client:
+            r = await client.get("/thing")
+        assert r.status_code == 503 and r.headers["retry-after"] == "2"
+        doc = r.json()
+        assert doc["code"] == "database_unavailable" and "PostgreSQL" in doc["detail"]
+        assert doc["error"]["type"] == "server_error"
+        assert "unhandled error" not in caplog.text and "PostgreSQL unavailable" in caplog.text
+
+    async def test_a_refused_connection_is_a_503_without_naming_a_store(self) -> None:
+        @get("/thing", sync_to_thread=False)
+        def thing() -> None:
+            raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")  # asyncpg connecting
+
+        async with AsyncTestClient(_app(thing, openai=False)) as client:
+            r = await client.get("/thing")
+        assert r.status_code == 503 and r.json()["code"] == "dependency_unavailable"
+
+    async def test_a_query_error_stays_500(self, caplog: pytest.LogCaptureFixture) -> None:
+        @get("/thing", sync_to_thread=False)
+        def thing() -> None:
+            raise sa_exc.IntegrityError("INSERT", None, Exception("duplicate key value"))
+
+        async with AsyncTestClient(_app(thing, openai=False)) as client:
+            assert (await client.get("/thing")).status_code == 500
+        assert "unhandled error" in caplog.text
 
 
 def _app(handler: object, *, openai: bool) -> Litestar:

@@ -48,18 +48,19 @@ from aiaas.inference.service.calls import Caller, Outcome, Routed
 from aiaas.inference.service.gateway import Gateway
 from aiaas.inference.service.stored_responses import ResponseStore
 from aiaas.kernel.errors import (
-    REDIS_DOWN,
+    DEPENDENCY_DOWN,
     UNHANDLED_DETAIL,
     AppError,
     Forbidden,
     MethodNotAllowed,
     Problem,
     ServiceUnavailable,
+    dependency_down,
     encode_anthropic_problem,
     encode_problem,
     problem_for,
     problem_of,
-    redis_down,
+    store_of,
 )
 from aiaas.kernel.guard import Authenticator, api_key_required, unauthenticated
 from aiaas.kernel.security import Permission, Principal
@@ -167,19 +168,25 @@ class InferenceEdge:
                          request_headers=scope["headers"])
             async with watch:
                 outcome = await surface.serve(x, request)
-        except (AppError, *REDIS_DOWN) as caught:
-            exc = caught if isinstance(caught, AppError) else redis_down(caught)
-            if exc is not caught:
-                log.warning("Redis unavailable on %s %s: %s: %s", scope["method"], scope["path"],
-                            type(caught).__name__, caught)
-            routed = x.routed if x is not None else None
-            outcome = Outcome.failed(exc, error_type=routed.error_type if routed else None)
-            if not sent.started:
-                headers = {**routed.headers, **exc.headers} if routed is not None else dict(exc.headers)
-                if surface.errors == "anthropic" and state.get("request_id"):
-                    headers["request-id"] = state["request_id"]  # where Anthropic's SDKs look for it
-                problem = problem_of(exc, instance=scope["path"], request_id=state.get("request_id"), openai=True)
-                await send_problem(send, exc.status, _encode(surface, problem), headers)
+        except (AppError, *DEPENDENCY_DOWN) as caught:
+            # A store that is down (Redis, PostgreSQL) where no caller degraded on it: a 503 to retry.
+            exc = caught if isinstance(caught, AppError) else dependency_down(caught)
+            if exc is None:  # a database error that is not the database being unreachable: a bug
+                outcome = Outcome.failed(caught)
+                await self._unhandled(send, sent, scope, state, surface)
+            else:
+                if exc is not caught:
+                    log.warning("%s unavailable on %s %s: %s: %s", store_of(exc), scope["method"], scope["path"],
+                                type(caught).__name__, caught)
+                routed = x.routed if x is not None else None
+                outcome = Outcome.failed(exc, error_type=routed.error_type if routed else None)
+                if not sent.started:
+                    headers = {**routed.headers, **exc.headers} if routed is not None else dict(exc.headers)
+                    if surface.errors == "anthropic" and state.get("request_id"):
+                        headers["request-id"] = state["request_id"]  # where Anthropic's SDKs look for it
+                    problem = problem_of(exc, instance=scope["path"], request_id=state.get("request_id"),
+                                         openai=True)
+                    await send_problem(send, exc.status, _encode(surface, problem), headers)
         except asyncio.CancelledError:
             outcome = Outcome.cancelled(http_status=200 if sent.started else 499)
             if not watch.gone:
@@ -189,17 +196,22 @@ class InferenceEdge:
                 task.uncancel()
         except Exception as exc:
             outcome = Outcome.failed(exc)
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            if not sent.started:
-                problem = problem_for(status=500, detail=UNHANDLED_DETAIL, instance=scope["path"],
-                                      request_id=state.get("request_id"), openai=True)
-                await send_problem(send, 500, _encode(surface, problem), {})
+            await self._unhandled(send, sent, scope, state, surface)
         finally:
             routed = x.routed if x is not None else None
             if routed is not None and routed.events is not None:
                 await routed.events.aclose()  # every path that opened an upstream stream closes it
             if gateway is not None and caller is not None:
                 gateway.finish(routed or _unrouted(caller, request), outcome or Outcome.cancelled())
+
+    @staticmethod
+    async def _unhandled(send: Any, sent: Sent, scope: Scope, state: dict[str, Any], surface: Surface) -> None:
+        """Log the error being handled and answer 500, unless the response has started."""
+        log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+        if not sent.started:
+            problem = problem_for(status=500, detail=UNHANDLED_DETAIL, instance=scope["path"],
+                                  request_id=state.get("request_id"), openai=True)
+            await send_problem(send, 500, _encode(surface, problem), {})
 
     async def _authenticate(self, token: str) -> Principal:
         principal = await self._authenticator.authenticate(token)
