@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 import msgspec
 from prometheus_client import Counter, Gauge
@@ -20,7 +21,7 @@ from aiaas.analytics import service
 from aiaas.analytics.service.ingest import UnitOfWork
 from aiaas.analytics.service.projection import check_ids
 from aiaas.inference.events import CompletionRecorded
-from aiaas.kernel.broker import Delivery, PoisonMessage
+from aiaas.kernel.broker import Delivery, PoisonMessage, gather_outcomes
 from aiaas.kernel.events import utcnow
 
 log = logging.getLogger("aiaas.analytics.consumer")
@@ -48,6 +49,13 @@ class ProjectionConsumer:
 
     async def handle(self, message: Delivery) -> None:
         """Subscription handler: returns once the event is applied and committed."""
+        await self._enqueue(message)
+
+    async def handle_many(self, messages: Sequence[Delivery]) -> list[BaseException | None]:
+        """Batch handler (an envelope's events): each one's outcome, once all are applied and committed."""
+        return await gather_outcomes(self._enqueue, messages)
+
+    def _enqueue(self, message: Delivery) -> asyncio.Future[None]:
         try:
             event = _decoder.decode(message.body)
             check_ids(event)  # ids that are not UUIDs: poison now, not a failed batch later
@@ -60,7 +68,7 @@ class ProjectionConsumer:
             self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="aiaas-analytics-batch")
-        await done
+        return done
 
     async def _run(self) -> None:
         while self._waiting:

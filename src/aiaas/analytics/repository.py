@@ -22,6 +22,7 @@ from aiaas.analytics.models import (
     UsageMinute,
     UsageMinuteByModel,
 )
+from aiaas.kernel.bulk import BulkInsert
 
 TABLES: dict[str, Any] = {"minute": UsageMinute, "hour": UsageHour, "day": UsageDay}
 MODEL_TABLES: dict[str, Any] = {"minute": UsageMinuteByModel, "hour": UsageHourByModel, "day": UsageDayByModel}
@@ -33,16 +34,30 @@ HISTS = ("ttfb_hist", "latency_hist")
 STATE = "projection"
 
 
+# Batch writes send the batch as one JSON parameter (``kernel.bulk``): an executemany handed SQLAlchemy a
+# parameter per cell, and PostgreSQL planned a VALUES list of thousands, for every batch.
+_MARK_PROCESSED = BulkInsert(ProcessedEvent.__table__,  # type: ignore[arg-type]
+                             ("event_id", "org_id", "occurred_at", "price_id", "cost_usd"),
+                             conflict="ON CONFLICT (event_id) DO NOTHING", returning="event_id")
+
+
 async def mark_processed(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
     """Record events as applied (``processed_events`` rows); returns the ids that were new (the others
     were applied before)."""
-    if not rows:
-        return set()
-    # Executed for many rows with one cached statement (see add_to_buckets).
-    table = ProcessedEvent.__table__
-    stmt = insert(table).on_conflict_do_nothing(index_elements=["event_id"]).returning(table.c.event_id)
-    result = await session.execute(stmt, list(rows))
-    return set(result.scalars().all())
+    return set(await _MARK_PROCESSED.execute(session, rows))
+
+
+def _bucket_upsert(model: Any) -> BulkInsert:
+    table = model.__table__
+    keys = [c.name for c in table.primary_key.columns]
+    merge = [f"{name} = t.{name} + EXCLUDED.{name}" for name in SUMS]
+    merge += [f"{name} = analytics.hist_merge(t.{name}, EXCLUDED.{name})" for name in HISTS]
+    return BulkInsert(table, (*keys, *SUMS, *HISTS),
+                      conflict=f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(merge)}")
+
+
+_UPSERTS = {(g, by_model): _bucket_upsert((MODEL_TABLES if by_model else TABLES)[g])
+            for g in TABLES for by_model in (False, True)}
 
 
 def _table(granularity: str, columns: Sequence[str]) -> Any:
@@ -55,20 +70,9 @@ async def add_to_buckets(session: AsyncSession, granularity: str, rows: Sequence
                          by_model: bool = False) -> None:
     """Add bucket rows (key columns, sums, histograms in stored form) to the stored buckets (the
     ``*_by_model`` ones with ``by_model``), creating the missing ones, in one statement. The caller sends
-    rows in key order, so two workers adding to the same buckets lock them in the same order."""
-    if not rows:
-        return
-    # One statement compiled once and cached, executed for many rows (SQLAlchemy pages them into
-    # multi-row VALUES): ``.values(rows)`` compiled a new statement with a parameter per cell every batch.
-    table = (MODEL_TABLES if by_model else TABLES)[granularity].__table__
-    stmt = insert(table)
-    t = table.c
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[c.name for c in table.primary_key.columns],
-        set_={**{name: t[name] + stmt.excluded[name] for name in SUMS},
-              **{name: func.analytics.hist_merge(t[name], stmt.excluded[name]) for name in HISTS}},
-    )
-    await session.execute(stmt, list(rows))
+    rows in key order, one per key, so two workers adding to the same buckets lock them in the same
+    order."""
+    await _UPSERTS[granularity, by_model].execute(session, rows)
 
 
 async def note_newest(session: AsyncSession, newest: dt.datetime) -> None:

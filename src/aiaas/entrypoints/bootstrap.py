@@ -237,10 +237,11 @@ class Container:
             projections = ProjectionConsumer(unit_of_work=self.session_factory("analytics"))
             self._subscriptions = [
                 Subscription(consumer="usage", source="inference", routing_keys=[CompletionRecorded.routing_key],
-                             handler=ledger.handle, prefetch=self.settings.usage_consumer_prefetch),
+                             handler=ledger.handle, batch_handler=ledger.handle_many,
+                             prefetch=self.settings.usage_consumer_prefetch),
                 Subscription(consumer="analytics", source="inference",
                              routing_keys=[CompletionRecorded.routing_key], handler=projections.handle,
-                             prefetch=self.settings.usage_consumer_prefetch),
+                             batch_handler=projections.handle_many, prefetch=self.settings.usage_consumer_prefetch),
             ]
         return self._subscriptions
 

@@ -1,14 +1,13 @@
 """The usage ledger's consumer of ``inference`` events.
 
-RabbitMQ delivers up to ``prefetch`` messages at once (an envelope's events each to their own handler
-call). Every handler decodes its event and joins the current batch; the batch is written in **one
-transaction** (one
-``INSERT ... ON CONFLICT (event_id, occurred_at) DO NOTHING``; a row whose month has no ledger partition
-yet gets it, and the insert is tried once more) when it is full or ``max_wait`` has passed, then the
-TPM corrections and quota settlements run in Redis (idempotent per event id), and only then do the
-handlers return so the broker acks their messages. Up to ``concurrency`` batches are in flight at once
-under load (their rows are disjoint and every step is idempotent per event, so their order does not
-matter). A crash anywhere before that leaves the messages
+RabbitMQ delivers up to ``prefetch`` messages at once (an envelope's events in one batch-handler call).
+Every event is decoded and joins the current batch; the batch is written in **one transaction** (one
+``INSERT ... ON CONFLICT (event_id, occurred_at) DO NOTHING`` of the whole batch, ``kernel.bulk``; a
+row whose month has no ledger partition yet gets it, and the insert is tried once more) when it is full
+or ``max_wait`` has passed, then the TPM corrections and quota settlements run in Redis (one pipeline,
+idempotent per event id), and only then do the handlers return so the broker acks their messages. Up to
+``concurrency`` batches are in flight at once under load (their rows are disjoint and every step is
+idempotent per event, so their order does not matter). A crash anywhere before that leaves the messages
 unacked: RabbitMQ redelivers them and the event-id key makes the second pass change nothing.
 
 If a batch fails, its events are retried one by one so a single bad event cannot hold the others back;
@@ -22,15 +21,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import msgspec
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.inference.events import CompletionRecorded
-from aiaas.kernel.broker import Delivery, PoisonMessage
+from aiaas.kernel.broker import Delivery, PoisonMessage, gather_outcomes
 from aiaas.kernel.events import utcnow
 from aiaas.kernel.redis import Keys, RedisClient, RedisUnavailable
 from aiaas.usage import service
@@ -47,6 +47,8 @@ LAG = Gauge("aiaas_usage_ledger_lag_seconds", "Age of the newest event in the la
 _decoder = msgspec.json.Decoder(CompletionRecorded)
 
 UnitOfWork = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+# An event waiting for its batch: the event, its ledger row, and the handler's future.
+_Pending = tuple[CompletionRecorded, dict[str, Any], asyncio.Future[None]]
 
 
 class LedgerConsumer:
@@ -60,21 +62,28 @@ class LedgerConsumer:
         self._batch_size = batch_size
         self._max_wait = max_wait
         self._settle_retry = settle_retry_seconds
-        self._pending: list[tuple[CompletionRecorded, asyncio.Future[None]]] = []
+        self._pending: list[_Pending] = []
         self._full = asyncio.Event()
         self._concurrency = max(1, concurrency)
         self._flushers: set[asyncio.Task[None]] = set()
 
     async def handle(self, message: Delivery) -> None:
         """Subscription handler: returns once the event is committed and settled (then it is acked)."""
+        await self._enqueue(message)
+
+    async def handle_many(self, messages: Sequence[Delivery]) -> list[BaseException | None]:
+        """Batch handler (an envelope's events): each one's outcome, once all are committed and settled."""
+        return await gather_outcomes(self._enqueue, messages)
+
+    def _enqueue(self, message: Delivery) -> asyncio.Future[None]:
         try:
             event = _decoder.decode(message.body)
-            service.ledger_row(event)  # malformed ids: poison now, not a failed batch later
+            row = service.ledger_row(event)  # malformed ids: poison now, not a failed batch later
         except (msgspec.DecodeError, msgspec.ValidationError, service.PermanentEventError) as exc:
             LEDGER.labels("poison").inc()
             raise PoisonMessage(str(exc)) from exc
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, fut))
+        self._pending.append((event, row, fut))
         if len(self._pending) >= self._batch_size:
             self._full.set()
         # One flusher while batches fill slowly; while full batches wait, more (up to ``concurrency``), so
@@ -83,7 +92,7 @@ class LedgerConsumer:
             task = asyncio.create_task(self._flush_soon(), name="aiaas-ledger-batch")
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
-        await fut
+        return fut
 
     async def idle(self) -> None:
         """Wait until no batch is being written (every flusher task has ended)."""
@@ -100,11 +109,11 @@ class LedgerConsumer:
                 self._full.set()
             await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[CompletionRecorded, asyncio.Future[None]]]) -> None:
-        events = [ev for ev, _ in batch]
+    async def _commit(self, batch: list[_Pending]) -> None:
+        events = [ev for ev, _, _ in batch]
         try:
             async with self._uow() as session:
-                new = await service.record_completions(session, events)
+                new = await service.record_completions(session, events, [row for _, row, _ in batch])
             LEDGER.labels("recorded").inc(new)
             LEDGER.labels("duplicate").inc(len(events) - new)
             BATCH.observe(len(events))
@@ -112,28 +121,28 @@ class LedgerConsumer:
         except Exception:
             log.warning("ledger batch of %d failed; retrying its events one by one", len(batch), exc_info=True)
             committed = []
-            for ev, fut in batch:
+            for ev, row, fut in batch:
                 try:
                     async with self._uow() as session:
-                        new = await service.record_completions(session, [ev])
+                        new = await service.record_completions(session, [ev], [row])
                     LEDGER.labels("recorded" if new else "duplicate").inc()
-                    committed.append((ev, fut))
+                    committed.append((ev, row, fut))
                 except Exception as exc:  # this event fails alone: the broker retries it, then dead-letters
                     LEDGER.labels("failed").inc()
                     if not fut.done():
                         fut.set_exception(exc)
         if not committed:
             return
-        newest = max(ev.occurred_at for ev, _ in committed)
+        newest = max(ev.occurred_at for ev, _, _ in committed)
         LAG.set(max(0.0, (utcnow() - newest).total_seconds()))
         try:
-            await self._settle([ev for ev, _ in committed])
+            await self._settle([ev for ev, _, _ in committed])
         except Exception as exc:
-            for _, fut in committed:
+            for _, _, fut in committed:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        for _, fut in committed:
+        for _, _, fut in committed:
             if not fut.done():
                 fut.set_result(None)
 

@@ -15,11 +15,12 @@ from sqlalchemy import text
 
 from aiaas.analytics.consumers import report_staleness
 from aiaas.entrypoints.bootstrap import Container
+from aiaas.kernel.broker import ENVELOPE_HEADER, pack_envelope
 from aiaas.kernel.config import Settings
 from aiaas.kernel.db import Database
 from aiaas.kernel.publisher import _encoder
 from support import dead_lettered
-from usage_support import completion
+from usage_support import completion, ledger_totals
 
 
 async def _day_totals(db: Database, org: str, want: int) -> tuple[int, int, int]:
@@ -65,5 +66,31 @@ class TestProjectionConsumer:
             await report_staleness(lambda: db.unit_of_work("analytics"))
             staleness = REGISTRY.get_sample_value("aiaas_analytics_projection_staleness_seconds")
             assert staleness is not None and 0 <= staleness < (dt.timedelta(hours=1)).total_seconds()
+        finally:
+            await db.dispose()
+
+    async def test_an_envelope_through_both_consumers_counts_each_event_once_and_dead_letters_its_poison(
+        self, running_worker: Container, settings: Settings
+    ) -> None:
+        # The worker's consumers take an envelope's events in one batch-handler call each: the good ones
+        # are counted once (a duplicate inside the envelope too), the malformed one goes to each
+        # consumer's dead-letter queue alone.
+        db = Database(settings, role="test")
+        org = str(uuid.uuid4())
+        try:
+            good = [completion(org, prompt=10 + i, completion_tokens=1) for i in range(3)]
+            bad = msgspec.json.decode(_encoder.encode(completion(org)))
+            bad["key_id"] = "not-a-uuid"
+            bodies = [_encoder.encode(e) for e in good] + [msgspec.json.encode(bad), _encoder.encode(good[0])]
+            await running_worker.broker.publish("inference", "completion.recorded", pack_envelope(bodies),
+                                                message_id="env-" + org, headers={ENVELOPE_HEADER: len(bodies)})
+            assert await _day_totals(db, org, 3) == (3, 33, 0)
+            for _ in range(200):  # the ledger commits on its own schedule: up to 10 s
+                if (await ledger_totals(db, org))[0] >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert await ledger_totals(db, org) == (3, 33, 3, 36)
+            for queue in ("aiaas.analytics.from.inference.dlq", "aiaas.usage.from.inference.dlq"):
+                assert await dead_lettered(running_worker, queue, bad["event_id"])
         finally:
             await db.dispose()

@@ -15,6 +15,7 @@ from aiaas.kernel.broker import (
     Broker,
     PoisonMessage,
     Subscription,
+    gather_outcomes,
     pack_envelope,
     unpack_envelope,
 )
@@ -119,11 +120,20 @@ class TestPublisherDeclaresConsumerQueues:
 
 
 class TestEnvelopes:
-    """Several events in one message: each gets its own handler call, and its own fate."""
+    """Several events in one message: each gets its own handler call, and its own fate, whether the
+    subscription handles them one call each or all in one batch handler's call."""
+
+    @pytest.fixture(params=["one call per event", "a batch handler"], autouse=True)
+    def _mode(self, request: pytest.FixtureRequest) -> None:
+        self.batched = request.param == "a batch handler"
 
     async def _consume(self, broker: Broker, consumer: str, key: str, handler, *, max_attempts: int = 3):
+        batch = None
+        if self.batched:
+            async def batch(messages):  # the consumers' shape: enqueue each, then wait for all
+                return await gather_outcomes(lambda m: asyncio.ensure_future(handler(m)), messages)
         return await broker.consume(Subscription(consumer=consumer, source="inference", routing_keys=[key],
-                                                 handler=handler, max_attempts=max_attempts))
+                                                 handler=handler, max_attempts=max_attempts, batch_handler=batch))
 
     async def _dlq(self, broker: Broker, settings: Settings, consumer: str) -> list[AbstractIncomingMessage]:
         conn = await broker.connect()

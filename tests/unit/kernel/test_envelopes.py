@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiaas.kernel.broker import PoisonMessage, _event_id, pack_envelope, unpack_envelope
+from aiaas.kernel.broker import (
+    EnvelopedEvent,
+    PoisonMessage,
+    _event_id,
+    gather_outcomes,
+    pack_envelope,
+    unpack_envelope,
+)
 from aiaas.kernel.publisher import EventPublisher, _Pending
 
 
@@ -66,3 +75,40 @@ class TestGrouping:
         for g in groups:
             assert 1 <= len(g) <= size
             assert len({(i.context, i.routing_key) for i in g}) == 1
+
+
+class TestBatchOutcomes:
+    """``gather_outcomes``: what a batch handler reports for each of an envelope's events."""
+
+    async def test_each_outcome_in_order_whether_refused_at_once_failed_later_or_done(self) -> None:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+
+        def enqueue(message: EnvelopedEvent) -> asyncio.Future[None]:
+            n = msgspec.json.decode(message.body)["n"]
+            if n == 1:
+                raise PoisonMessage("n=1 is malformed")  # refused before joining the batch
+            fut: asyncio.Future[None] = loop.create_future()
+            futures.append(fut)
+            return fut
+
+        async def commit() -> None:  # the consumer's batch: one fails, the others succeed
+            await asyncio.sleep(0)
+            futures[1].set_exception(RuntimeError("n=2 failed"))
+            for fut in (futures[0], futures[2]):
+                fut.set_result(None)
+
+        messages = [EnvelopedEvent(msgspec.json.encode({"n": n}), None) for n in range(4)]
+        task = asyncio.create_task(commit())
+        out = await gather_outcomes(enqueue, messages)
+        await task
+        assert out[0] is None and out[3] is None
+        assert isinstance(out[1], PoisonMessage)
+        assert isinstance(out[2], RuntimeError) and "n=2" in str(out[2])
+
+    async def test_an_envelope_whose_every_event_is_refused_waits_for_nothing(self) -> None:
+        def enqueue(message: EnvelopedEvent) -> asyncio.Future[None]:
+            raise PoisonMessage("bad")
+
+        out = await gather_outcomes(enqueue, [EnvelopedEvent(b"{}", None)] * 3)
+        assert all(isinstance(o, PoisonMessage) for o in out)

@@ -17,6 +17,7 @@ from aiaas.analytics import sketch
 from aiaas.analytics.models import NO_ID, NO_TEXT
 from aiaas.analytics.service.prices import PriceBook, cost
 from aiaas.inference.events import CompletionRecorded
+from aiaas.kernel.events import parse_uuid
 
 GRANULARITIES = ("minute", "hour", "day")
 
@@ -50,7 +51,8 @@ def _uuid(value: str | None, name: str) -> uuid.UUID:
     if value is None:
         return NO_ID
     try:
-        return uuid.UUID(value)
+        # Event ids are new every time; the others repeat, and their parse is memoized.
+        return uuid.UUID(value) if name == "event_id" else parse_uuid(value)
     except (ValueError, AttributeError, TypeError) as exc:
         raise MalformedEvent(f"{name} {value!r} is not a UUID") from exc
 
@@ -178,7 +180,7 @@ def bucket_rows(adds: dict[BucketKey, Addition] | dict[ModelKey, Addition],
                 columns: tuple[str, ...] = KEY_COLUMNS) -> list[dict[str, object]]:
     """The rows to add to stored buckets, in key order (so concurrent writers lock in one order)."""
     rows = []
-    for key in sorted(adds, key=lambda k: tuple(str(x) for x in k)):
+    for key in sorted(adds):  # type: ignore[type-var]  # tuples of UUIDs, datetimes and strings: a total order
         a = adds[key]  # type: ignore[index]
         row: dict[str, object] = dict(zip(columns, key, strict=True))
         row.update({name: getattr(a, name) for name in _SUM_FIELDS})

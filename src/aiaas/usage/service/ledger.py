@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiaas.inference.events import CompletionRecorded
 from aiaas.kernel.errors import BadRequest
+from aiaas.kernel.events import parse_uuid
 from aiaas.usage import repository
 from aiaas.usage.models import RequestRecord
 from aiaas.usage.schemas import (
@@ -32,7 +33,8 @@ def _uuid(value: str | None, field: str) -> uuid.UUID | None:
     if value is None:
         return None
     try:
-        return uuid.UUID(value)
+        # Event ids are new every time; the others repeat, and their parse is memoized.
+        return uuid.UUID(value) if field == "event_id" else parse_uuid(value)
     except (ValueError, AttributeError, TypeError) as exc:
         raise PermanentEventError(f"{field} {value!r} is not a UUID") from exc
 
@@ -70,15 +72,18 @@ def ledger_row(ev: CompletionRecorded) -> dict[str, Any]:
     }
 
 
-async def record_completions(session: AsyncSession, events: Sequence[CompletionRecorded]) -> int:
+async def record_completions(session: AsyncSession, events: Sequence[CompletionRecorded],
+                             rows_of_events: Sequence[dict[str, Any]] | None = None) -> int:
     """Add events to the ledger (duplicates by event id are skipped); returns how many rows were new.
+
+    ``rows_of_events``: their ``ledger_row``s, when the caller has built them already (the consumer, which
+    builds each on arrival to refuse a malformed event alone).
 
     A row whose month has no partition yet (an event from long ago, or from a clock far ahead) is not
     lost: the insert is retried once after the partitions of the batch's months are created.
     """
     rows: dict[uuid.UUID, dict[str, Any]] = {}
-    for ev in events:
-        row = ledger_row(ev)
+    for row in rows_of_events if rows_of_events is not None else map(ledger_row, events):
         rows.setdefault(row["event_id"], row)  # the same event twice in one batch: keep one
     batch = list(rows.values())
     if not batch:
