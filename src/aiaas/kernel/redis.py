@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -212,3 +213,32 @@ class Script:
         except NoScriptError:
             await redis.script_load(self.source)  # type: ignore[misc]
             return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+
+    async def run_many(self, redis: RedisClient, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """Run once per ``(keys, args)`` of ``calls`` in one pipeline (``EVALSHA``, not the source each time);
+        returns each call's result. On a server that lacks the script, it is loaded and the calls it refused
+        run again (only those: none of them ran)."""
+        if not calls:
+            return []
+        todo = list(range(len(calls)))
+        results: list[Any] = [None] * len(calls)
+        for attempt in (1, 2):
+            pipe = redis.pipeline(transaction=False)
+            for i in todo:
+                keys, args = calls[i]
+                # execute_command: redis-py's cluster pipeline blocks its evalsha method, not the command.
+                pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+            answers = await pipe.execute(raise_on_error=False)
+            refused = []
+            for i, answer in zip(todo, answers, strict=True):
+                if isinstance(answer, NoScriptError) and attempt == 1:
+                    refused.append(i)
+                elif isinstance(answer, Exception):
+                    raise answer
+                else:
+                    results[i] = answer
+            if not refused:
+                break
+            await redis.script_load(self.source)  # type: ignore[misc]
+            todo = refused
+        return results

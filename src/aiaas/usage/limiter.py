@@ -21,8 +21,8 @@ nothing, every limit that applies:
   admitted only when ``spent + spend_reserved + cost <= limit``. An API key may have a monthly spend limit
   of its own, kept the same way in the key's quota hash and checked beside the org's.
 
-``SETTLE`` runs once per completed request (guarded by a per-event marker, so redelivery changes
-nothing): it corrects the request's TPM charge to the real token count, releases its reservation and
+``SETTLE`` runs once for each completed request (in calls that settle the worker's events of one org, key
+and month together; guarded by a per-event marker, so redelivery changes nothing): it corrects the request's TPM charge to the real token count, releases its reservation and
 adds the real count to ``used``. A reservation whose settlement never comes (the streamer crashed)
 expires and is released by the next admission in that scope; a settlement arriving after that adds the
 real count to ``used`` all the same.
@@ -300,47 +300,60 @@ return {admitted and 1 or 0, refused or '', retry, lreq, rreq, treq, ltok, rtok,
 """
 ADMIT_SCRIPT = script(ADMIT)
 
+# Settles several events of one org, one API key (or none) and one quota month in one call: the keys they
+# share come once, then one marker per event. KEYS: the TPM windows of each rate scope (pairs: requests,
+# tokens), the quota hash and its reservation set of each quota scope, then the events' markers. ARGV:
+# marker TTL, number of rate scopes, number of quota scopes, quota expiry, then per event its reservation
+# id, real token count and charge. An event whose marker exists already (settled before) changes nothing.
 SETTLE = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[3])) then return 0 end
-local rid = ARGV[1]
-local actual = tonumber(ARGV[2])
-local nrate = tonumber(ARGV[4])
-local nquota = tonumber(ARGV[5])
-local quota_expire_at = tonumber(ARGV[6])
-local charge = tonumber(ARGV[7] or '0')
-if rid ~= '' then
-  for i = 0, nrate - 1 do
-    local T = KEYS[3 + 2 * i]
-    local est = tonumber(redis.call('HGET', T, rid))
-    if est then
-      redis.call('HSET', T, rid, actual)
-      redis.call('HINCRBY', T, '_sum', actual - est)
+local ttl = tonumber(ARGV[1])
+local nrate = tonumber(ARGV[2])
+local nquota = tonumber(ARGV[3])
+local quota_expire_at = tonumber(ARGV[4])
+local first_marker = 2 * nrate + 2 * nquota
+local settled = 0
+for e = 0, #KEYS - first_marker - 1 do
+  local rid = ARGV[5 + 3 * e]
+  local actual = tonumber(ARGV[6 + 3 * e])
+  local charge = tonumber(ARGV[7 + 3 * e])
+  if redis.call('SET', KEYS[first_marker + 1 + e], '1', 'NX', 'PX', ttl) then
+    settled = settled + 1
+    if rid ~= '' then
+      for i = 0, nrate - 1 do
+        local T = KEYS[2 + 2 * i]
+        local est = tonumber(redis.call('HGET', T, rid))
+        if est then
+          redis.call('HSET', T, rid, actual)
+          redis.call('HINCRBY', T, '_sum', actual - est)
+        end
+      end
+    end
+    for i = 0, nquota - 1 do
+      local Q, R = KEYS[1 + 2 * nrate + 2 * i], KEYS[2 + 2 * nrate + 2 * i]
+      if rid ~= '' then
+        local f = 'r:' .. rid
+        local amt = tonumber(redis.call('HGET', Q, f))
+        if amt then
+          redis.call('HINCRBY', Q, 'reserved', 0 - amt)
+          redis.call('HDEL', Q, f)
+          redis.call('ZREM', R, rid)
+        end
+        local m = tonumber(redis.call('HGET', Q, 'm:' .. rid))
+        if m then
+          redis.call('HINCRBY', Q, 'spend_reserved', 0 - m)
+          redis.call('HDEL', Q, 'm:' .. rid)
+          redis.call('ZREM', R, rid)
+        end
+      end
+      redis.call('HINCRBY', Q, 'used', actual)
+      if charge > 0 then redis.call('HINCRBY', Q, 'spent', charge) end
+      redis.call('PEXPIREAT', Q, quota_expire_at)
     end
   end
 end
-for i = 0, nquota - 1 do
-  local Q, R = KEYS[2 + 2 * nrate + 2 * i], KEYS[3 + 2 * nrate + 2 * i]
-  if rid ~= '' then
-    local f = 'r:' .. rid
-    local amt = tonumber(redis.call('HGET', Q, f))
-    if amt then
-      redis.call('HINCRBY', Q, 'reserved', 0 - amt)
-      redis.call('HDEL', Q, f)
-      redis.call('ZREM', R, rid)
-    end
-    local m = tonumber(redis.call('HGET', Q, 'm:' .. rid))
-    if m then
-      redis.call('HINCRBY', Q, 'spend_reserved', 0 - m)
-      redis.call('HDEL', Q, 'm:' .. rid)
-      redis.call('ZREM', R, rid)
-    end
-  end
-  redis.call('HINCRBY', Q, 'used', actual)
-  if charge > 0 then redis.call('HINCRBY', Q, 'spent', charge) end
-  redis.call('PEXPIREAT', Q, quota_expire_at)
-end
-return 1
+return settled
 """
+SETTLE_SCRIPT = script(SETTLE)
 
 
 def new_reservation_id() -> str:

@@ -151,6 +151,51 @@ class TestQuota:
         b = await _admit(redis_client, keys, p, policy, prompt=10, max_tokens=10)
         assert b.headers["x-ratelimit-remaining-tokens"] == str(1000 - 120 - 20)
 
+    async def test_a_large_batch_of_several_keys_settles_in_groups_each_event_once(
+        self, redis_client: Any, keys: Keys
+    ) -> None:
+        # Events sharing an org, a key and a month settle in one call (split past about 100 events); a batch
+        # mixes groups, an event without a key, and a duplicate, and each event still counts once.
+        org = str(uuid.uuid4())
+        a, b = _principal(org), _principal(org)
+        policy = UsagePolicy(org_id=org, monthly_token_budget=10**9)
+        events = []
+        for i in range(230):
+            p = a if i % 3 else b
+            adm = await _admit(redis_client, keys, p, policy, prompt=10, max_tokens=10)
+            events.append(completion(org, prompt=5 + i % 7, completion_tokens=1, key_id=p.key_id,
+                                     reservation_id=adm.reservation_id))
+        events.append(completion(org, prompt=3, completion_tokens=0, key_id=None))
+        assert await service.settle(redis_client, keys, [*events, events[0]]) == len(events)
+        assert await service.settle(redis_client, keys, events) == 0
+        now = dt.datetime.now(dt.UTC)
+        total = sum(e.total_tokens for e in events)
+        assert await service.quota_usage(redis_client, keys, org_id=org, scope="org", ident=org, at=now) == (total, 0)
+        a_total = sum(e.total_tokens for e in events if e.key_id == a.key_id)
+        assert await service.quota_usage(redis_client, keys, org_id=org, scope="key", ident=a.key_id or "",
+                                         at=now) == (a_total, 0)
+
+    async def test_settlement_on_a_server_that_lost_its_scripts_settles_each_event_once(
+        self, redis_client: Any, keys: Keys
+    ) -> None:
+        # Settlement runs by SHA (EVALSHA) in a pipeline: a restarted Redis refuses every call with NOSCRIPT,
+        # and the refused calls (all of them, none ran) must run again after the script is loaded.
+        org = str(uuid.uuid4())
+        p = _principal(org)
+        policy = UsagePolicy(org_id=org, monthly_token_budget=10_000)
+        events = []
+        for prompt in (50, 60, 70):
+            a = await _admit(redis_client, keys, p, policy, prompt=prompt, max_tokens=100)
+            events.append(completion(org, prompt=prompt, completion_tokens=10, key_id=p.key_id,
+                                     reservation_id=a.reservation_id))
+        await redis_client.script_flush()
+        assert await service.settle(redis_client, keys, events[:2]) == 2
+        await redis_client.script_flush()
+        assert await service.settle(redis_client, keys, events) == 1  # two were settled already
+        now = dt.datetime.now(dt.UTC)
+        assert await service.quota_usage(redis_client, keys, org_id=org, scope="org", ident=org, at=now) == (
+            50 + 60 + 70 + 30, 0)
+
     async def test_crashed_reservation_expires_and_late_settlement_still_counts(
         self, redis_client: Any, keys: Keys, monkeypatch: pytest.MonkeyPatch
     ) -> None:

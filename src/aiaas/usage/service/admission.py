@@ -205,26 +205,39 @@ def _s(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------- settlement
+# At most this many keys in one settlement call (its shared keys and up to about 100 events' markers):
+# a script holds Redis while it runs, so a large batch of one org's events is settled in several calls.
+_SETTLE_GROUP_KEYS = 108
+
 async def settle(redis: RedisClient, keys: Keys, events: Sequence[CompletionRecorded]) -> int:
     """Correct TPM and settle quota for each event (idempotent per event id); returns how many were new."""
     if not events:
         return 0
-    pipe = redis.pipeline(transaction=False)
+    # One script call per group of events that share an org, an API key (or none) and a quota month: the
+    # keys they share travel once, then one marker and three arguments per event. One EVALSHA per event,
+    # with every key again, was most of the ledger consumer's CPU (redis-py packs each argument in Python).
+    groups: dict[tuple[str, str | None, str], tuple[list[str], list[Any]]] = {}
+    calls: list[tuple[list[str], list[Any]]] = []
     for ev in events:
         rid = ev.reservation_id or ""
         at = limiter.month_of_reservation(rid) if rid else (ev.started_at or ev.occurred_at)
         month = limiter.month_key(at)
-        script_keys = [keys.tagged("usage", ev.org_id, "settled", ev.event_id)]
-        rate = [("org", ev.org_id)] + ([("key", ev.key_id)] if ev.key_id else [])
-        for scope, ident in rate:
-            script_keys.extend(window_keys(keys, ev.org_id, scope, ident))
-        script_keys.extend(quota_keys(keys, ev.org_id, "org", ev.org_id, month))
-        if ev.key_id:  # the key's month (tokens and spend) too, so a key limit set mid-month sees it
-            script_keys.extend(quota_keys(keys, ev.org_id, "key", ev.key_id, month))
+        group = groups.get((ev.org_id, ev.key_id, month))
+        if group is None or len(group[0]) >= _SETTLE_GROUP_KEYS:
+            rate = [("org", ev.org_id)] + ([("key", ev.key_id)] if ev.key_id else [])
+            shared: list[str] = []
+            for scope, ident in rate:
+                shared.extend(window_keys(keys, ev.org_id, scope, ident))
+            shared.extend(quota_keys(keys, ev.org_id, "org", ev.org_id, month))
+            if ev.key_id:  # the key's month (tokens and spend) too, so a key limit set mid-month sees it
+                shared.extend(quota_keys(keys, ev.org_id, "key", ev.key_id, month))
+            group = groups[ev.org_id, ev.key_id, month] = (
+                shared, [SETTLED_MARKER_TTL_MS, len(rate), 2 if ev.key_id else 1, limiter.quota_expire_at_ms(at)])
+            calls.append(group)
         charge = min(max(int(ev.charged_nano_usd), 0), MAX_CHARGE_NANO_USD)
-        pipe.eval(limiter.SETTLE, len(script_keys), *script_keys, rid, ev.total_tokens, SETTLED_MARKER_TTL_MS,
-                  len(rate), 2 if ev.key_id else 1, limiter.quota_expire_at_ms(at), charge)
-    results = await pipe.execute()
+        group[0].append(keys.tagged("usage", ev.org_id, "settled", ev.event_id))
+        group[1].extend((rid, ev.total_tokens, charge))
+    results = await limiter.SETTLE_SCRIPT.run_many(redis, calls)
     return sum(int(r) for r in results)
 
 
