@@ -16,7 +16,10 @@ services (127.0.0.1 only; stops by itself):
    no read of the analytics API touches the ledger.)
 
     python bench/analytics.py [--events 20000] [--envelopes 1,100] [--queries 200] [--skip-ingest | --skip-reads]
-        [--keep-db]
+        [--split] [--keep-db]
+
+``--split`` runs the ledger and the projections in a worker process each (``AIAAS_WORKER_CONSUMERS``),
+as a large install does, and prints each one's CPU per event.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ async def _count(db: object, sql: str) -> int:
         return int(await s.scalar(text(sql)) or 0)
 
 
-async def ingest(settings: object, n: int, envelope: int) -> dict[str, float]:
+async def ingest(settings: object, n: int, envelope: int, split: bool = False) -> dict[str, float]:
     """Build a backlog of ``n`` events published as a streamer publishes them (``EventPublisher``, envelopes of
     at most ``envelope`` events), then time a worker draining it; returns events/s per consumer and the
     worker's CPU per event."""
@@ -101,12 +104,25 @@ async def ingest(settings: object, n: int, envelope: int) -> dict[str, float]:
     await publisher.close()
     await container.stop()
 
-    proc = subprocess.Popen([sys.executable, "-m", "aiaas", "serve", "--role", "worker"],  # noqa: ASYNC220
-                            env=env_of(settings, AIAAS_WORKER_PORT=str(free_port())), stdout=subprocess.DEVNULL)
-    ps = psutil.Process(proc.pid)
+    # One worker consuming both queues, or (``split``) one process per consumer, as a large install runs
+    # them (AIAAS_WORKER_CONSUMERS); each consumer's CPU is counted in the process that runs it.
+    groups = {"usage": ["ledger"], "analytics": ["projections"]} if split else {"usage,analytics": list(queries)}
+    procs = {}
+    for consumers, names in groups.items():
+        proc = subprocess.Popen([sys.executable, "-m", "aiaas", "serve", "--role", "worker"],  # noqa: ASYNC220
+                                env=env_of(settings, AIAAS_WORKER_PORT=str(free_port()),
+                                           AIAAS_WORKER_CONSUMERS=consumers), stdout=subprocess.DEVNULL)
+        for name in names:
+            procs[name] = (proc, psutil.Process(proc.pid))
     first: dict[str, float] = {}
     last: dict[str, float] = {}
-    cpu_at_first = None
+    cpu_at_first: dict[int, float] = {}
+    cpu_at_last: dict[int, float] = {}
+
+    def cpu_of(ps: psutil.Process) -> float:
+        t = ps.cpu_times()
+        return float(t.user + t.system)
+
     try:
         deadline = time.monotonic() + 600
         while len(last) < 2 and time.monotonic() < deadline:
@@ -114,22 +130,27 @@ async def ingest(settings: object, n: int, envelope: int) -> dict[str, float]:
                 if name in last:
                     continue
                 got = await _count(db, sql) - base[name]
+                ps = procs[name][1]
                 if got and name not in first:
                     first[name] = time.monotonic()
-                    if cpu_at_first is None:
-                        t = ps.cpu_times()
-                        cpu_at_first = t.user + t.system
+                    cpu_at_first.setdefault(ps.pid, cpu_of(ps))
                 if got >= n:
                     last[name] = time.monotonic()
+                    if split:
+                        cpu_at_last[ps.pid] = cpu_of(ps)
             await asyncio.sleep(0.02)
-        t = ps.cpu_times()
-        cpu = t.user + t.system - (cpu_at_first or 0.0)
+        for _, ps in procs.values():
+            cpu_at_last.setdefault(ps.pid, cpu_of(ps))
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for proc, _ in {id(p): (p, ps) for p, ps in procs.values()}.values():
+            proc.terminate()
+            proc.wait(30)
         await db.dispose()
     out = {name: n / max(last[name] - first[name], 1e-9) for name in queries if name in last}
-    out["cpu_ms_per_event"] = cpu * 1000 / n
+    cpu = {pid: cpu_at_last[pid] - cpu_at_first.get(pid, cpu_at_last[pid]) for pid in cpu_at_last}
+    out["cpu_ms_per_event"] = sum(cpu.values()) * 1000 / n
+    for name, (_, ps) in procs.items():
+        out[f"{name}_cpu_ms_per_event"] = cpu[ps.pid] * 1000 / n
     return out
 
 
@@ -276,6 +297,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--skip-ingest", action="store_true", help="measure the reads only")
     ap.add_argument("--skip-reads", action="store_true", help="measure the ingest only")
+    ap.add_argument("--split", action="store_true", help="one worker process per consumer (ledger, projections)")
     ap.add_argument("--keep-db", action="store_true", help="keep the bench database (to EXPLAIN its queries)")
     args = ap.parse_args()
     from aiaas.entrypoints.migrate import migrate
@@ -292,13 +314,18 @@ def main() -> None:
 
     try:
         if not args.skip_ingest:
-            print(f"\ningest of {args.events} events by `aiaas serve --role worker` (both consumers, one process; "
-                  "CPU counted from the first event stored to the last)")
-            print(f"  {'envelope':>8} {'ledger ev/s':>12} {'projections ev/s':>17} {'worker CPU ms/event':>20}")
+            how = ("one process per consumer (AIAAS_WORKER_CONSUMERS)" if args.split
+                   else "both consumers, one process")
+            print(f"\ningest of {args.events} events by `aiaas serve --role worker` ({how}; CPU counted from the "
+                  "first event stored to the last)")
+            print(f"  {'envelope':>8} {'ledger ev/s':>12} {'projections ev/s':>17} {'worker CPU ms/event':>20}"
+                  + (f" {'ledger CPU':>11} {'projections CPU':>16}" if args.split else ""))
             for size in (int(x) for x in args.envelopes.split(",")):
-                r = asyncio.run(ingest(settings, args.events, size))
+                r = asyncio.run(ingest(settings, args.events, size, split=args.split))
                 print(f"  {size:>8} {r.get('ledger', 0):>12.0f} {r.get('projections', 0):>17.0f} "
-                      f"{r['cpu_ms_per_event']:>20.3f}")
+                      f"{r['cpu_ms_per_event']:>20.3f}"
+                      + (f" {r['ledger_cpu_ms_per_event']:>11.3f} {r['projections_cpu_ms_per_event']:>16.3f}"
+                         if args.split else ""))
         if not args.skip_reads:
             asyncio.run(reads(settings, args.queries))
     finally:

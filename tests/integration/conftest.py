@@ -62,7 +62,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Container]:
     await runtime.start()
     # Every subscription consuming (its queue declared) before the test publishes: an event published to an
     # exchange no queue is bound to yet is dropped. Bounded generously for a loaded machine.
-    wanted = len(container.subscriptions())
+    wanted = len(runtime._subscriptions())
     for _ in range(600):
         if len(runtime._stops) >= wanted:
             break

@@ -11,6 +11,8 @@ from prometheus_client import Gauge
 
 from aiaas.analytics import api as analytics_api
 from aiaas.entrypoints.bootstrap import Container, bounded, cancel_bounded
+from aiaas.kernel.broker import Subscription
+from aiaas.kernel.config import worker_consumers
 from aiaas.kernel.web import make_app
 from aiaas.usage import api as usage_api
 
@@ -45,7 +47,7 @@ class ConsumerRuntime:
         # running at the next tick is waited for again rather than doubled.
         probes: dict[str, asyncio.Future[int]] = {}
         while True:
-            for sub in self.container.subscriptions():
+            for sub in self._subscriptions():
                 probe = probes.get(sub.source)
                 if probe is None or probe.done():
                     probe = probes[sub.source] = asyncio.ensure_future(self.container.broker.queue_depth(sub))
@@ -58,9 +60,14 @@ class ConsumerRuntime:
                     CONSUMER_LAG.labels(sub.consumer, sub.source).set(probe.result())
             await asyncio.sleep(interval)
 
+    def _subscriptions(self) -> list[Subscription]:
+        """What this process consumes: the subscriptions ``AIAAS_WORKER_CONSUMERS`` names."""
+        chosen = worker_consumers(self.container.settings)
+        return [sub for sub in self.container.subscriptions() if sub.consumer in chosen]
+
     async def _run(self) -> None:
         delay = 0.5
-        pending = list(self.container.subscriptions())
+        pending = self._subscriptions()
         while pending:
             sub = pending[0]
             try:

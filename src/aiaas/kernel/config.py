@@ -125,6 +125,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     usage_ledger_batch_size: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 200
     usage_ledger_concurrency: Annotated[int, msgspec.Meta(ge=1, le=32)] = 3
     usage_consumer_prefetch: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 128
+    worker_consumers: str = "usage,analytics"
     # Days of usage ledger rows to keep (whole months are dropped once wholly older); None keeps forever.
     usage_ledger_retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
@@ -287,6 +288,10 @@ DESCRIPTIONS: dict[str, str] = {
         'default for orgs without a policy while Redis is down: `closed` (503) or `open` (serve, count later)'
     ),
     'usage_ledger_batch_size': 'events per ledger transaction in the worker',
+    'worker_consumers': (
+        'the queues a worker process consumes, comma separated: `usage` (the ledger and quota settlement), '
+        '`analytics` (the projections), or both; a large install runs each in processes of its own'
+    ),
     'usage_ledger_concurrency': 'ledger transactions a worker process keeps in flight at once while full batches wait',
     'usage_consumer_prefetch': (
         "unacked messages (an envelope counts once) a worker holds per queue: bounds a batch's fill and "
@@ -375,6 +380,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     _check_urls(settings)
     _check_redis(settings)
     _check_security(settings)
+    _check_worker(settings)
     return settings
 
 
@@ -409,6 +415,21 @@ def _check_urls(settings: Settings) -> None:
         ("http://", "https://")
     ):
         raise ConfigError(f"{_env_name('otel_exporter_otlp_endpoint')} is invalid: expected an http(s) URL")
+
+
+WORKER_CONSUMERS = ("usage", "analytics")
+
+
+def worker_consumers(settings: Settings) -> tuple[str, ...]:
+    """The consumers ``AIAAS_WORKER_CONSUMERS`` names, in its order."""
+    return tuple(dict.fromkeys(c.strip() for c in settings.worker_consumers.split(",") if c.strip()))
+
+
+def _check_worker(settings: Settings) -> None:
+    chosen = worker_consumers(settings)
+    if not chosen or any(c not in WORKER_CONSUMERS for c in chosen):
+        raise ConfigError(f"{_env_name('worker_consumers')}={settings.worker_consumers!r} is invalid: expected "
+                          f"one or more of {', '.join(WORKER_CONSUMERS)}, comma separated")
 
 
 def _check_redis(settings: Settings) -> None:

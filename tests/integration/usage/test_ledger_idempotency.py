@@ -67,3 +67,39 @@ def _pending(ev: Any) -> Any:
     from aiaas.kernel.publisher import _Pending
 
     return _Pending("inference", ev.routing_key, ev.event_id, _encoder.encode(ev), ev.traceparent)
+
+
+class TestOneConsumerPerProcess:
+    async def test_a_worker_for_the_ledger_alone_leaves_the_projections_queue_to_another(
+        self, settings: Settings, db: Database
+    ) -> None:
+        # AIAAS_WORKER_CONSUMERS=usage: this process records the ledger; the projections' queue keeps the
+        # event for a worker that consumes it.
+        import msgspec
+
+        from aiaas.entrypoints.worker import ConsumerRuntime
+
+        only_ledger = msgspec.structs.replace(settings, worker_consumers="usage")
+        container = Container(only_ledger, role="worker")
+        await container.start()
+        runtime = ConsumerRuntime(container)
+        await runtime.start()
+        try:
+            subs = runtime._subscriptions()
+            assert [s.consumer for s in subs] == ["usage"]
+            for _ in range(600):
+                if runtime._stops:
+                    break
+                await asyncio.sleep(0.05)
+            analytics = next(s for s in container.subscriptions() if s.consumer == "analytics")
+            ch = await (await container.broker.connect()).channel()
+            await container.broker.declare_subscription(analytics, ch)  # as its own worker would
+            await ch.close()
+            org = str(uuid.uuid4())
+            ev = completion(org, prompt=4, completion_tokens=2)
+            await container.broker.publish("inference", ev.routing_key, _encoder.encode(ev), message_id=ev.event_id)
+            assert await _until(db, org, 1) == (1, 4, 2, 6)
+            assert await container.broker.queue_depth(analytics) == 1
+        finally:
+            await runtime.stop()
+            await container.stop()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiaas.kernel.config import CONTEXTS, ConfigError, Settings, load_settings
+from aiaas.kernel.config import CONTEXTS, ConfigError, Settings, load_settings, worker_consumers
 
 
 class TestDefaults:
@@ -39,6 +39,8 @@ class TestConversion:
             ("AIAAS_DATABASE_URL", "postgres://x", "AIAAS_DATABASE_URL is invalid: expected a URL"),
             ("AIAAS_USAGE_DATABASE_URL", "mysql://x", "AIAAS_USAGE_DATABASE_URL is invalid"),
             ("AIAAS_OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "AIAAS_OTEL_EXPORTER_OTLP_ENDPOINT"),
+            ("AIAAS_WORKER_CONSUMERS", "usage,billing", "one or more of usage, analytics"),
+            ("AIAAS_WORKER_CONSUMERS", " , ", "AIAAS_WORKER_CONSUMERS"),
         ],
     )
     def test_bad_value_names_variable_and_form(self, name: str, value: str, expected: str) -> None:
@@ -50,6 +52,12 @@ class TestConversion:
         with pytest.raises(ConfigError) as err:
             load_settings({"AIAAS_AMQP_URL": "http://user:hunter2@host/"})  # pragma: allowlist secret
         assert "hunter2" not in str(err.value)
+
+
+class TestWorkerConsumers:
+    def test_both_by_default_and_a_chosen_one_alone(self) -> None:
+        assert worker_consumers(load_settings({})) == ("usage", "analytics")
+        assert worker_consumers(load_settings({"AIAAS_WORKER_CONSUMERS": " analytics ,analytics"})) == ("analytics",)
 
 
 class TestPerContextDatabase:
