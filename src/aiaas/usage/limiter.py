@@ -22,8 +22,9 @@ nothing, every limit that applies:
   of its own, kept the same way in the key's quota hash and checked beside the org's.
 
 ``SETTLE`` runs once for each completed request (in calls that settle the worker's events of one org, key
-and month together; guarded by a per-event marker, so redelivery changes nothing): it corrects the request's TPM charge to the real token count, releases its reservation and
-adds the real count to ``used``. A reservation whose settlement never comes (the streamer crashed)
+and month together; guarded by a per-event marker, so redelivery changes nothing): it corrects the
+request's TPM charge to the real token count, releases its reservation and adds the real count to
+``used``. A reservation whose settlement never comes (the streamer crashed)
 expires and is released by the next admission in that scope; a settlement arriving after that adds the
 real count to ``used`` all the same.
 """
