@@ -6,9 +6,14 @@ closed-loop load (``--clients`` keep-alive connections, non-streamed and streame
 alternating rounds of ``--seconds``; then each one's ``/metrics`` is read: every collection's pause by
 generation (``aiaas_gc_pause_seconds``) and the loop lag sampled every 100 ms
 (``aiaas_event_loop_lag_seconds``), as counts above 1, 2 and 5 ms and the largest bucket reached.
-Targets 127.0.0.1 only; stops by itself.
+Each pause is reported twice: its duration, and its CPU time (``aiaas_gc_pause_cpu_seconds``); on a
+shared machine the difference is the time other processes held the core meanwhile.
 
-    python bench/runtime_pauses.py [--seconds 20] [--rounds 3] [--clients 16]
+``--thresholds 700,10,10:5000,10,10`` compares frozen streamers with those collector thresholds
+(``AIAAS_GC_THRESHOLDS``, one streamer each) instead of frozen against unfrozen. Targets 127.0.0.1 only;
+stops by itself.
+
+    python bench/runtime_pauses.py [--seconds 20] [--rounds 3] [--clients 16] [--thresholds A,B,C:D,E,F]
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ def _samples(port: int) -> list[tuple[str, dict[str, str], float]]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     out = []
     for line in text.splitlines():
-        if not line.startswith(("aiaas_gc_pause_seconds_bucket", "aiaas_event_loop_lag_seconds_bucket")):
+        if not line.startswith(("aiaas_gc_pause_seconds_bucket", "aiaas_gc_pause_cpu_seconds_bucket",
+                                "aiaas_event_loop_lag_seconds_bucket")):
             continue
         name_labels, value = line.rsplit(" ", 1)
         name, _, raw = name_labels.partition("{")
@@ -45,7 +51,8 @@ def summary(port: int) -> dict[str, str]:
     rows: dict[str, str] = {}
     buckets: dict[str, dict[float, float]] = {}
     for name, labels, value in _samples(port):
-        series = "loop lag" if name.startswith("aiaas_event_loop") else f"gc gen {labels.get('generation')}"
+        cpu = " (CPU)" if name.startswith("aiaas_gc_pause_cpu") else ""
+        series = "loop lag" if name.startswith("aiaas_event_loop") else f"gc gen {labels.get('generation')}{cpu}"
         le = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
         buckets.setdefault(series, {})[le] = value
     for series, b in sorted(buckets.items()):
@@ -77,6 +84,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--thresholds", default="", help="colon-separated gen0,gen1,gen2 triples: a frozen streamer each")
     args = ap.parse_args()
     seconds, rounds, clients = min(args.seconds, 120), max(1, min(args.rounds, 10)), max(1, min(args.clients, 128))
     up_port = free_port()
@@ -88,8 +96,11 @@ def main() -> None:
         procs.append(subprocess.Popen([sys.executable, "-c", (
             f"import time, fake_upstream as f; f.FakeUpstream({up_port}).start(); time.sleep(3600)")], env=env))
         wait(up_port)
-        for label, freeze in (("gc-frozen", "true"), ("gc-unfrozen", "false")):
-            proc, c = _streamer(label, ROOT, up_port, {**env, "AIAAS_GC_FREEZE": freeze})
+        variants = ([(f"gc-{t.replace(',', '-')}", {"AIAAS_GC_FREEZE": "true", "AIAAS_GC_THRESHOLDS": t})
+                     for t in args.thresholds.split(":") if t] if args.thresholds else
+                    [("gc-frozen", {"AIAAS_GC_FREEZE": "true"}), ("gc-unfrozen", {"AIAAS_GC_FREEZE": "false"})])
+        for label, extra in variants:
+            proc, c = _streamer(label, ROOT, up_port, {**env, **extra})
             procs.append(proc)
             contenders.append(c)
         served = {c.name: 0 for c in contenders}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -25,10 +26,10 @@ from typing import Any
 import uvicorn
 
 from aiaas.kernel import metrics
-from aiaas.kernel.config import Settings
+from aiaas.kernel.config import Settings, gc_thresholds
 from aiaas.kernel.http import LoadShedder, RequestContext
 from aiaas.kernel.logs import configure_logging
-from aiaas.kernel.runtime import freeze_heap, watch_gc, watch_loop
+from aiaas.kernel.runtime import freeze_heap, refreeze_after, watch_gc, watch_loop
 from aiaas.kernel.server_protocol import protocol_class
 from aiaas.kernel.tracing import setup_tracing
 
@@ -155,7 +156,8 @@ async def serve_listeners(settings: Settings, listeners: list[Listener]) -> None
         loop.add_signal_handler(sig, request_exit, sig)
     # Held back since start (see ``serve``): one that came while the apps were built is handled now.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _EXIT_SIGNALS)
-    monitor = loop.create_task(_watch_after_start(servers, freeze=settings.gc_freeze), name="aiaas-runtime-monitor")
+    watch = _watch_after_start(servers, freeze=settings.gc_freeze, thresholds=gc_thresholds(settings))
+    monitor = loop.create_task(watch, name="aiaas-runtime-monitor")
     await asyncio.gather(*(srv.serve(sockets=[lst.sock]) for srv, lst in zip(servers, listeners, strict=True)))
     monitor.cancel()
     await _cancel_leftovers(timeout=5.0)
@@ -164,16 +166,23 @@ async def serve_listeners(settings: Settings, listeners: list[Listener]) -> None
         raise SystemExit(3)
 
 
-async def _watch_after_start(servers: list[_Server], *, freeze: bool) -> None:
-    """Once every server has started (apps built, lifespans run), freeze the heap, then sample loop lag."""
+async def _watch_after_start(servers: list[_Server], *, freeze: bool,
+                             thresholds: tuple[int, int, int] | None = None) -> None:
+    """Once every server has started (apps built, lifespans run), freeze the heap and set the collector's
+    thresholds, then sample loop lag."""
     while not all(srv.started for srv in servers):
         if any(srv.should_exit for srv in servers):
             return
         await asyncio.sleep(0.05)
     if freeze:
         log.debug("froze %d objects out of the garbage collector's reach", freeze_heap())
+    if thresholds is not None:
+        gc.set_threshold(*thresholds)
     watch_gc()  # from here: the pauses of serving, not of importing and starting
-    await watch_loop()
+    if freeze:  # and again once the first requests have built what they keep
+        await asyncio.gather(watch_loop(), refreeze_after())
+    else:
+        await watch_loop()
 
 
 async def _cancel_leftovers(*, timeout: float) -> None:

@@ -46,6 +46,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_statement_timeout_ms: Annotated[int, msgspec.Meta(ge=0)] = 30_000
     db_pgbouncer: bool = False
     gc_freeze: bool = True
+    gc_thresholds: str = ""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_mode: Literal["standalone", "sentinel", "cluster"] = "standalone"
@@ -160,8 +161,13 @@ DESCRIPTIONS: dict[str, str] = {
     'db_max_overflow': 'connections opened beyond the pool size under load, per distinct database URL and process',
     'db_statement_timeout_ms': "PostgreSQL `statement_timeout` for the app's connections (0 = none)",
     'gc_freeze': (
-        'after start, exempt every object alive then from garbage collection (`gc.freeze()`), so the '
-        "collector's pauses walk only what requests allocate"
+        'after start, and again 1 and 10 minutes later (what the first requests built), exempt every object '
+        "alive then from garbage collection (`gc.freeze()`), so the collector's pauses walk only what requests "
+        'allocate'
+    ),
+    'gc_thresholds': (
+        "the garbage collector's thresholds once serving, `gen0,gen1,gen2` (`gc.set_threshold`); unset keeps "
+        "Python's (700,10,10). `bench/runtime_pauses.py --thresholds` measures the pauses of each"
     ),
     'db_pgbouncer': (
         'the database URLs lead to PgBouncer in transaction pooling mode: no prepared-statement caches, unique '
@@ -381,6 +387,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     _check_redis(settings)
     _check_security(settings)
     _check_worker(settings)
+    _check_gc(settings)
     return settings
 
 
@@ -423,6 +430,24 @@ WORKER_CONSUMERS = ("usage", "analytics")
 def worker_consumers(settings: Settings) -> tuple[str, ...]:
     """The consumers ``AIAAS_WORKER_CONSUMERS`` names, in its order."""
     return tuple(dict.fromkeys(c.strip() for c in settings.worker_consumers.split(",") if c.strip()))
+
+
+def gc_thresholds(settings: Settings) -> tuple[int, int, int] | None:
+    """``AIAAS_GC_THRESHOLDS`` as three integers, None when unset."""
+    if not settings.gc_thresholds.strip():
+        return None
+    a, b, c = (int(x) for x in settings.gc_thresholds.split(","))
+    return a, b, c
+
+
+def _check_gc(settings: Settings) -> None:
+    try:
+        t = gc_thresholds(settings)
+    except ValueError:
+        t = (0, 0, 0)
+    if t is not None and (t[0] < 1 or t[1] < 1 or t[2] < 1):
+        raise ConfigError(f"{_env_name('gc_thresholds')}={settings.gc_thresholds!r} is invalid: expected three "
+                          "integers ≥ 1, gen0,gen1,gen2 (for example 700,10,10)")
 
 
 def _check_worker(settings: Settings) -> None:

@@ -12,7 +12,12 @@ or a handler that holds the loop. Every process measures both, off the request p
 ``freeze_heap()`` runs once a process has built its apps and started serving: ``gc.freeze()`` moves every
 object alive then (modules, routes, settings, the catalog's structures: most of the heap) out of the
 collector's reach, so the oldest generation's collections, the longest pauses, walk only what requests
-allocate afterwards.
+allocate afterwards. What the first requests build and keep (modules imported on first use, clients'
+pools, compiled statements and the like) comes after that freeze, so ``refreeze_after()`` freezes again
+once or twice after serving began: without it every full collection walked that warm-up heap (each over
+5 ms, measured with ``bench/runtime_pauses.py``). Freezing leaves out of the collector's reach whatever
+cyclic garbage is alive at that instant, a bounded one-off, which is why it happens at a few fixed
+moments and not periodically.
 """
 
 from __future__ import annotations
@@ -33,15 +38,21 @@ LOOP_LAG_MAX = Gauge("aiaas_event_loop_lag_max_seconds", "The largest event-loop
                      "began (windows of 10 s).", multiprocess_mode="max")
 GC_PAUSE = Histogram("aiaas_gc_pause_seconds", "Duration of each garbage collection, by generation.",
                      ["generation"], buckets=_PAUSE_BUCKETS)
+GC_PAUSE_CPU = Histogram("aiaas_gc_pause_cpu_seconds", "CPU time of each garbage collection, by generation "
+                         "(its duration less what the machine took from the process meanwhile).",
+                         ["generation"], buckets=_PAUSE_BUCKETS)
 
-_started: list[float] = []
+_started: list[tuple[float, float]] = []
 
 
 def _on_gc(phase: str, info: dict[str, Any]) -> None:
     if phase == "start":
-        _started.append(time.perf_counter())
+        _started.append((time.perf_counter(), time.thread_time()))
     elif _started:
-        GC_PAUSE.labels(str(info.get("generation", "?"))).observe(time.perf_counter() - _started.pop())
+        wall, cpu = _started.pop()
+        generation = str(info.get("generation", "?"))
+        GC_PAUSE.labels(generation).observe(time.perf_counter() - wall)
+        GC_PAUSE_CPU.labels(generation).observe(time.thread_time() - cpu)
 
 
 def watch_gc() -> None:
@@ -55,6 +66,18 @@ def freeze_heap() -> int:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
+
+
+# Seconds after serving began at which the heap is frozen again (see the module's docstring).
+REFREEZE_AFTER = (60.0, 600.0)
+
+
+async def refreeze_after(delays: tuple[float, ...] = REFREEZE_AFTER) -> None:
+    """Freeze the heap again at each of ``delays`` seconds from now (cumulative from the call)."""
+    start = time.monotonic()
+    for delay in sorted(delays):
+        await asyncio.sleep(max(0.0, start + delay - time.monotonic()))
+        gc.freeze()
 
 
 async def watch_loop(interval: float = 0.1, window: float = 10.0) -> None:

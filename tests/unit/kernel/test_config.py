@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiaas.kernel.config import CONTEXTS, ConfigError, Settings, load_settings, worker_consumers
+from aiaas.kernel.config import CONTEXTS, ConfigError, Settings, gc_thresholds, load_settings, worker_consumers
 
 
 class TestDefaults:
@@ -41,6 +41,8 @@ class TestConversion:
             ("AIAAS_OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "AIAAS_OTEL_EXPORTER_OTLP_ENDPOINT"),
             ("AIAAS_WORKER_CONSUMERS", "usage,billing", "one or more of usage, analytics"),
             ("AIAAS_WORKER_CONSUMERS", " , ", "AIAAS_WORKER_CONSUMERS"),
+            ("AIAAS_GC_THRESHOLDS", "700,10", "three integers"),
+            ("AIAAS_GC_THRESHOLDS", "0,10,10", "AIAAS_GC_THRESHOLDS"),
         ],
     )
     def test_bad_value_names_variable_and_form(self, name: str, value: str, expected: str) -> None:
@@ -52,6 +54,12 @@ class TestConversion:
         with pytest.raises(ConfigError) as err:
             load_settings({"AIAAS_AMQP_URL": "http://user:hunter2@host/"})  # pragma: allowlist secret
         assert "hunter2" not in str(err.value)
+
+
+class TestGcThresholds:
+    def test_unset_keeps_pythons_and_three_integers_are_taken(self) -> None:
+        assert gc_thresholds(load_settings({})) is None
+        assert gc_thresholds(load_settings({"AIAAS_GC_THRESHOLDS": "700, 3, 10"})) == (700, 3, 10)
 
 
 class TestWorkerConsumers:

@@ -71,3 +71,15 @@ class TestFreeze:
             assert not any(o is held for o in gc.get_objects())
         finally:
             gc.unfreeze()
+
+    async def test_the_heap_is_frozen_again_after_warm_up(self) -> None:
+        try:
+            gc.freeze()
+            before = gc.get_freeze_count()
+            warm_up = [[i] for i in range(5000)]  # what first requests build and keep, after the first freeze
+            assert all(gc.is_tracked(o) for o in warm_up[:3])
+            await runtime.refreeze_after((0.01, 0.02))
+            assert gc.get_freeze_count() >= before + 5000
+            assert not any(o is warm_up[0] for o in gc.get_objects())
+        finally:
+            gc.unfreeze()
