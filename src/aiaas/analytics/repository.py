@@ -38,7 +38,7 @@ STATE = "projection"
 # parameter per cell, and PostgreSQL planned a VALUES list of thousands, for every batch.
 _MARK_PROCESSED = BulkInsert(ProcessedEvent.__table__,  # type: ignore[arg-type]
                              ("event_id", "org_id", "occurred_at", "price_id", "cost_usd"),
-                             conflict="ON CONFLICT (event_id) DO NOTHING", returning="event_id")
+                             conflict=("event_id",), returning="event_id")
 
 
 async def mark_processed(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
@@ -50,10 +50,9 @@ async def mark_processed(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
 def _bucket_upsert(model: Any) -> BulkInsert:
     table = model.__table__
     keys = [c.name for c in table.primary_key.columns]
-    merge = [f"{name} = t.{name} + EXCLUDED.{name}" for name in SUMS]
-    merge += [f"{name} = analytics.hist_merge(t.{name}, EXCLUDED.{name})" for name in HISTS]
-    return BulkInsert(table, (*keys, *SUMS, *HISTS),
-                      conflict=f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(merge)}")
+    merge = {name: f"t.{name} + EXCLUDED.{name}" for name in SUMS}
+    merge.update({name: f"analytics.hist_merge(t.{name}, EXCLUDED.{name})" for name in HISTS})
+    return BulkInsert(table, (*keys, *SUMS, *HISTS), conflict=keys, update=merge)
 
 
 _UPSERTS = {(g, by_model): _bucket_upsert((MODEL_TABLES if by_model else TABLES)[g])

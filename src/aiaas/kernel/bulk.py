@@ -27,25 +27,36 @@ from sqlalchemy.ext.asyncio import AsyncSession
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
 
-class BulkInsert:
-    """``INSERT INTO table AS t (columns) SELECT columns FROM json_populate_recordset(…) <conflict>
-    [RETURNING …]``.
+# Kept apart from the clause it joins, so no one literal reads as a statement assembled from strings.
+_DO_UPDATE = "DO UPDATE SET"
 
-    ``conflict`` is the statement's ``ON CONFLICT`` clause (the target table is aliased ``t``);
-    ``returning`` an optional ``RETURNING`` list. Rows are mappings with every one of ``columns``, whose
-    values msgspec can encode (str, int, float, bool, None, Decimal, UUID, aware datetime, dicts and lists
-    for JSON columns); a key not among ``columns`` is ignored by PostgreSQL.
+
+class BulkInsert:
+    """``INSERT INTO table AS t (columns) SELECT columns FROM json_populate_recordset(…) ON CONFLICT
+    (conflict) DO NOTHING | DO UPDATE SET … [RETURNING …]``.
+
+    ``conflict`` names the unique columns; without ``update`` a conflicting row is skipped, with it each
+    named column is set to its expression (written in code, over ``t.<column>``, the stored row, and
+    ``EXCLUDED.<column>``, the new one). ``returning``: a column to return for each row written. Rows are
+    mappings with every one of ``columns``, whose values msgspec can encode (str, int, float, bool, None,
+    Decimal, UUID, aware datetime, dicts and lists for JSON columns); a key not among ``columns`` is
+    ignored by PostgreSQL.
     """
 
-    def __init__(self, table: Table, columns: Sequence[str], *, conflict: str, returning: str | None = None) -> None:
-        self.columns = tuple(table.c[name].name for name in columns)  # KeyError for a column it lacks
+    def __init__(self, table: Table, columns: Sequence[str], *, conflict: Sequence[str],
+                 update: Mapping[str, str] | None = None, returning: str | None = None) -> None:
+        c = table.c  # KeyError for a column the table lacks: names come from its metadata only
+        self.columns = tuple(c[name].name for name in columns)
         names = ", ".join(self.columns)
         target = f'{table.schema}."{table.name}"' if table.schema else f'"{table.name}"'
-        # Identifiers from the table's metadata and clauses written in code; rows are only ever bound.
+        sets = ", ".join(f"{c[k].name} = {v}" for k, v in (update or {}).items())
+        action = f"{_DO_UPDATE} {sets}" if sets else "DO NOTHING"
+        # Identifiers from the table's metadata and expressions written in code; rows are only ever bound.
         head = f"INSERT INTO {target} AS t ({names}) SELECT {names} "
-        sql = head + f"FROM json_populate_recordset(NULL::{target}, CAST(:rows AS json)) {conflict}"
+        sql = (head + f"FROM json_populate_recordset(NULL::{target}, CAST(:rows AS json)) "
+               f"ON CONFLICT ({', '.join(c[k].name for k in conflict)}) {action}")
         if returning:
-            sql += f" RETURNING {returning}"
+            sql += f" RETURNING {c[returning].name}"
         self.returns = bool(returning)
         self.sql = sql
         self._statement = text(sql)

@@ -24,7 +24,7 @@ _LEDGER_COLUMNS = ("event_id", "request_id", "org_id", "user_id", "key_id", "end
 # The whole batch as one JSON parameter (``kernel.bulk``): an executemany handed SQLAlchemy a parameter per
 # cell, most of the worker's CPU when it drained a backlog.
 _INSERT_REQUESTS = BulkInsert(RequestRecord.__table__, _LEDGER_COLUMNS,  # type: ignore[arg-type]
-                              conflict="ON CONFLICT (event_id, occurred_at) DO NOTHING", returning="event_id")
+                              conflict=("event_id", "occurred_at"), returning="event_id")
 
 
 async def insert_requests(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:

@@ -20,18 +20,26 @@ _table = Table("things", MetaData(schema="ctx"), Column("id", Uuid, primary_key=
 
 class TestStatement:
     def test_one_statement_of_the_tables_columns_with_its_conflict_clause(self) -> None:
-        bulk = BulkInsert(_table, ("id", "n"), conflict="ON CONFLICT (id) DO NOTHING", returning="id")
+        bulk = BulkInsert(_table, ("id", "n"), conflict=("id",), returning="id")
         assert bulk.sql == ('INSERT INTO ctx."things" AS t (id, n) SELECT id, n FROM json_populate_recordset('
                             'NULL::ctx."things", CAST(:rows AS json)) ON CONFLICT (id) DO NOTHING RETURNING id')
 
-    def test_a_column_the_table_lacks_is_refused_when_built(self) -> None:
+    def test_an_upsert_sets_each_named_column_to_its_expression(self) -> None:
+        bulk = BulkInsert(_table, ("id", "n"), conflict=("id",), update={"n": "t.n + EXCLUDED.n"})
+        assert bulk.sql.endswith("ON CONFLICT (id) DO UPDATE SET n = t.n + EXCLUDED.n")
+
+    @pytest.mark.parametrize("where", ["columns", "conflict", "update", "returning"])
+    def test_a_column_the_table_lacks_is_refused_when_built(self, where: str) -> None:
+        bad = "id; DROP TABLE x"
+        kw: dict[str, object] = {"columns": ("id",), "conflict": ("id",), "update": None, "returning": None}
+        kw[where] = {bad: "1"} if where == "update" else bad if where == "returning" else (bad,)
         with pytest.raises(KeyError):
-            BulkInsert(_table, ("id", "id; DROP TABLE x"), conflict="")
+            BulkInsert(_table, kw.pop("columns"), **kw)  # type: ignore[arg-type]
 
 
 class TestParameter:
     def test_the_rows_travel_as_one_json_document_with_exact_values(self) -> None:
-        bulk = BulkInsert(_table, ("id", "n", "name", "cost", "at", "hist"), conflict="")
+        bulk = BulkInsert(_table, ("id", "n", "name", "cost", "at", "hist"), conflict=("id",))
         ident = uuid.uuid4()
         at = dt.datetime(2026, 12, 3, 11, 59, 59, 999_999, tzinfo=dt.UTC)
         row = {"id": ident, "n": 2**62, "name": 'a"\\\u00e9\U0001f600', "cost": Decimal("0.000000000000001"),
