@@ -92,7 +92,17 @@ async def stored_state(service_urls: dict[str, str], run: str) -> list[str]:
     return left
 
 
-def test_smoke_prints_the_table_and_cleans_up(service_urls: dict[str, str]) -> None:
+def log_tails(logs: Path, lines: int = 15) -> str:
+    """The last lines of every server's log the suite kept, for a failure's message."""
+    parts = []
+    for log in sorted(logs.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        parts.append(f"--- {log.name}\n" + "\n".join(tail))
+    return "\n".join(parts) or "(no server logs kept)"
+
+
+def test_smoke_prints_the_table_and_cleans_up(service_urls: dict[str, str], tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
     run = f"smoke_{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "AIAAS_DATABASE_URL": service_urls["database"], "AIAAS_REDIS_URL": service_urls["redis"],
            "AIAAS_AMQP_URL": service_urls["amqp"]}
@@ -108,16 +118,17 @@ def test_smoke_prints_the_table_and_cleans_up(service_urls: dict[str, str]) -> N
     for name in [k for k in env if k == "COVERAGE_PROCESS_CONFIG" or k.startswith(("COV_CORE_", "COVERAGE_"))]:
         env.pop(name)
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "suite.py"), "--smoke", "--run-id", run],
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "suite.py"), "--smoke", "--run-id", run,
+                             "--keep-logs", str(logs)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = proc.communicate(timeout=LIMIT)
     except subprocess.TimeoutExpired:
         proc.terminate()  # SIGTERM: the suite stops and deletes what it started before it exits
         stdout, stderr = proc.communicate(timeout=90)
-        pytest.fail(f"the smoke run took over {LIMIT} s: {stderr[-2000:]}")
+        pytest.fail(f"the smoke run took over {LIMIT} s: {stderr[-2000:]}\n{log_tails(logs)}")
     took = time.monotonic() - started
-    assert proc.returncode == 0, stderr[-3000:]
+    assert proc.returncode == 0, f"{stderr[-3000:]}\n{log_tails(logs)}"
     rows = table(stdout)
     assert {"direct", "aiaas x1"} <= rows.keys(), stdout
     for name in ("direct", "aiaas x1"):
