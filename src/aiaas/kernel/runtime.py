@@ -9,6 +9,13 @@ or a handler that holds the loop. Every process measures both, off the request p
   ``aiaas_event_loop_lag_max_seconds``;
 - ``aiaas_gc_pause_seconds{generation}``: every collection's duration, from ``gc.callbacks``.
 
+The collector's callback only notes each pause; ``watch_loop`` moves the notes into the histograms on its
+next tick. Observing from the callback itself deadlocked a streamer: with multiprocess metrics
+(``PROMETHEUS_MULTIPROC_DIR``, as every ``--workers`` server has) prometheus-client guards every value
+with one process-wide, non-reentrant lock, and a collection triggered by an allocation inside that lock
+(a new label's first use allocates there) ran the callback, which waited for the same lock forever: the
+loop never ran again, not even to handle SIGTERM.
+
 ``freeze_heap()`` runs once a process has built its apps and started serving: ``gc.freeze()`` moves every
 object alive then (modules, routes, settings, the catalog's structures: most of the heap) out of the
 collector's reach, so the oldest generation's collections, the longest pauses, walk only what requests
@@ -23,6 +30,7 @@ moments and not periodically.
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import time
 from typing import Any
@@ -43,16 +51,33 @@ GC_PAUSE_CPU = Histogram("aiaas_gc_pause_cpu_seconds", "CPU time of each garbage
                          ["generation"], buckets=_PAUSE_BUCKETS)
 
 _started: list[tuple[float, float]] = []
+# (generation, seconds, CPU seconds) of collections not yet observed; bounded, so a process that never runs
+# ``watch_loop`` keeps the newest pauses only.
+_pauses: collections.deque[tuple[str, float, float]] = collections.deque(maxlen=10_000)
 
 
 def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    # Runs inside the collection, wherever an allocation triggered it, maybe while prometheus-client holds
+    # its lock: note the pause and touch no metric (see the module's docstring).
     if phase == "start":
         _started.append((time.perf_counter(), time.thread_time()))
     elif _started:
         wall, cpu = _started.pop()
-        generation = str(info.get("generation", "?"))
-        GC_PAUSE.labels(generation).observe(time.perf_counter() - wall)
-        GC_PAUSE_CPU.labels(generation).observe(time.thread_time() - cpu)
+        _pauses.append((str(info.get("generation", "?")), time.perf_counter() - wall, time.thread_time() - cpu))
+
+
+def record_gc_pauses() -> int:
+    """Observe the pauses noted since the last call into the histograms; returns how many."""
+    n = 0
+    while _pauses:
+        try:
+            generation, wall, cpu = _pauses.popleft()
+        except IndexError:  # another thread took the last one
+            break
+        GC_PAUSE.labels(generation).observe(wall)
+        GC_PAUSE_CPU.labels(generation).observe(cpu)
+        n += 1
+    return n
 
 
 def watch_gc() -> None:
@@ -81,7 +106,7 @@ async def refreeze_after(delays: tuple[float, ...] = REFREEZE_AFTER) -> None:
 
 
 async def watch_loop(interval: float = 0.1, window: float = 10.0) -> None:
-    """Sample the loop's lag every ``interval`` seconds until cancelled."""
+    """Sample the loop's lag every ``interval`` seconds until cancelled, and record the GC pauses noted."""
     loop = asyncio.get_running_loop()
     worst = 0.0
     window_start = loop.time()
@@ -92,5 +117,6 @@ async def watch_loop(interval: float = 0.1, window: float = 10.0) -> None:
         LOOP_LAG.observe(lag)
         worst = max(worst, lag)
         LOOP_LAG_MAX.set(worst)
+        record_gc_pauses()
         if loop.time() - window_start >= window:
             worst, window_start = 0.0, loop.time()

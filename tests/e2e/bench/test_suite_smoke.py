@@ -111,10 +111,9 @@ def test_smoke_prints_the_table_and_cleans_up(service_urls: dict[str, str], tmp_
     # context database) took PostgreSQL past its 100 connections while the other tests of the step ran,
     # and theirs failed with "too many clients". The smoke's figures are not published.
     env.update({"AIAAS_DB_POOL_SIZE": "2", "AIAAS_DB_MAX_OVERFLOW": "2"})
-    # Not under coverage: the suite measures processes as an operator runs them, and with coverage's
-    # subprocess patch in the suite and every server it starts, its requests stall until their 30 s
-    # timeouts (the smoke took over 4 minutes, against 40 s). aiaas's own code is measured by the other
-    # end-to-end tests.
+    # Not under coverage: the suite measures processes as an operator runs them, and aiaas's own code is
+    # measured by the other end-to-end tests. (The stalls once blamed on coverage, every request waiting
+    # out its 30 s timeout, were a streamer deadlocked in its GC callback: see ``kernel/runtime.py``.)
     for name in [k for k in env if k == "COVERAGE_PROCESS_CONFIG" or k.startswith(("COV_CORE_", "COVERAGE_"))]:
         env.pop(name)
     started = time.monotonic()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +40,48 @@ class TestGcPauses:
         before = _count(runtime.GC_PAUSE, generation="2")
         gc.collect(2)
         gc.collect(2)
+        assert _count(runtime.GC_PAUSE, generation="2") == before  # noted, observed on the loop's next tick
+        assert runtime.record_gc_pauses() >= 2
         assert _count(runtime.GC_PAUSE, generation="2") == before + 2
+        assert runtime.record_gc_pauses() == 0
+
+    async def test_the_loop_records_the_noted_pauses(self) -> None:
+        runtime.watch_gc()
+        before = _count(runtime.GC_PAUSE, generation="2")
+        task = asyncio.create_task(runtime.watch_loop(interval=0.01))
+        try:
+            gc.collect(2)
+            await asyncio.sleep(0.1)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert _count(runtime.GC_PAUSE, generation="2") == before + 1
+
+    def test_a_collection_inside_a_metric_update_does_not_deadlock(self, tmp_path: Path) -> None:
+        """With multiprocess metrics every value shares one non-reentrant lock; a collection that starts
+        while it is held (here: on every allocation, while new labels are created under it) must not wait
+        for it. Before the pauses were only noted in the callback, this hung at once."""
+        script = textwrap.dedent("""
+            import gc
+            from prometheus_client import Counter
+            from aiaas.kernel import runtime
+            runtime.watch_gc()
+            c = Counter("deadlock_probe_total", "labels made under the lock", ["n"])
+            gc.set_threshold(1)
+            for i in range(2000):
+                c.labels(str(i)).inc()
+            gc.set_threshold(700)
+            print(runtime.record_gc_pauses())
+        """)
+        env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+        try:
+            done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                  timeout=30, check=False)
+        except subprocess.TimeoutExpired:
+            pytest.fail("a collection inside prometheus-client's lock deadlocked the process")
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert int(done.stdout.strip()) > 100  # the collections happened, and were recorded after
 
 
 class TestLoopLag:
