@@ -144,16 +144,30 @@ def _dims(p: Priced) -> tuple[str, str, uuid.UUID, uuid.UUID, str, str, str]:
 
 
 def additions(priced: Iterable[Priced]) -> dict[str, dict[BucketKey, Addition]]:
-    """Per granularity, what the events add to each bucket they fall in."""
-    out: dict[str, dict[BucketKey, Addition]] = {g: {} for g in GRANULARITIES}
+    """Per granularity, what the events add to each bucket they fall in.
+
+    Each event is added once, to its minute bucket; the hour buckets are folded from the minute ones and
+    the day buckets from the hour ones (every field is a sum or a mergeable histogram, so the fold is
+    exact), which costs per bucket rather than per event.
+    """
+    minute: dict[BucketKey, Addition] = {}
     for p in priced:
-        dims = _dims(p)
-        for g in GRANULARITIES:
-            key: BucketKey = (p.org_uuid, floor(p.event.occurred_at, g), *dims)
-            add = out[g].get(key)
-            if add is None:
-                add = out[g][key] = Addition()
-            add.add(p)
+        key: BucketKey = (p.org_uuid, floor(p.event.occurred_at, "minute"), *_dims(p))
+        add = minute.get(key)
+        if add is None:
+            add = minute[key] = Addition()
+        add.add(p)
+    out = {"minute": minute}
+    finer = minute
+    for g in GRANULARITIES[1:]:
+        coarser: dict[BucketKey, Addition] = {}
+        for key, a in finer.items():
+            wider: BucketKey = (key[0], floor(key[1], g), *key[2:])  # type: ignore[assignment]
+            mine = coarser.get(wider)
+            if mine is None:
+                mine = coarser[wider] = Addition()
+            mine.merge(a)
+        out[g] = finer = coarser
     return out
 
 
