@@ -225,7 +225,9 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object], request: pytest.
     try:
         return (yield)
     finally:
-        started = snapshot() - before
+        # A helper that a wider fixture's process started meanwhile (a browser's network service, say) is
+        # that fixture's, not this one's: it started during this setup, not because of it.
+        started = _adopt(snapshot() - before)
         if started:
             _state.owned[id(fixturedef)] = started
 

@@ -43,18 +43,31 @@ SPAWNER = (
     "time.sleep(60)\\n"
 )
 
-@pytest.fixture(scope="session")
-def spawner(tmp_path_factory):
+def _spawner(tmp_path_factory):
     trigger = tmp_path_factory.mktemp("t") / "go"
     p = subprocess.Popen([sys.executable, "-c", SPAWNER, str(trigger)], start_new_session=True)
     yield trigger
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
 
-def test_a_fixture_process_starts_a_helper_during_a_test(spawner):
-    spawner.write_text("")
-    while not os.path.exists(str(spawner) + ".spawned"):
+def _wake(trigger):
+    trigger.write_text("")
+    while not os.path.exists(str(trigger) + ".spawned"):
         time.sleep(0.02)
+
+spawner = pytest.fixture(scope="session")(_spawner)
+other_spawner = pytest.fixture(scope="session", name="other_spawner")(_spawner)
+
+def test_a_fixture_process_starts_a_helper_during_a_test(spawner):
+    _wake(spawner)
+
+@pytest.fixture(scope="module")
+def wakes_a_helper(other_spawner):
+    _wake(other_spawner)  # the session fixture's process starts its helper while this one is set up
+    return "ready"
+
+def test_a_fixture_process_starts_a_helper_during_another_fixtures_setup(wakes_a_helper):
+    assert wakes_a_helper == "ready"
 
 @pytest.fixture(scope="session")
 def server():
@@ -102,7 +115,7 @@ class TestLeakCheck:
 
     def test_clean_tests_and_fixture_owned_resources_pass(self, pytester: pytest.Pytester) -> None:
         result = _run(pytester, CLEAN)
-        result.assert_outcomes(passed=4)
+        result.assert_outcomes(passed=5)
         assert result.ret == 0
 
 
