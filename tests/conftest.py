@@ -130,6 +130,11 @@ def session_settings(service_urls: dict[str, str], database_name: str) -> Iterat
         "AIAAS_UPSTREAM_EGRESS_ALLOW": "127.0.0.0/8",
         # Most tests never call the embedded model: only the ones that do (tests/e2e/inference) load it.
         "AIAAS_LOCAL_MODEL_WARM": "false",
+        # PostgreSQL allows 100 connections for everything the run starts at once (in-process apps and
+        # streamers, subprocess servers, the bench smoke): the default 10 + 10 per process took it past
+        # that ("too many clients") when several processes with a cold cache took requests together.
+        "AIAAS_DB_POOL_SIZE": "5",
+        "AIAAS_DB_MAX_OVERFLOW": "5",
     }
     settings = load_settings(env)
     from aiaas.entrypoints.migrate import migrate

@@ -18,7 +18,8 @@ import pytest
 from aiaas.kernel.config import Settings
 from support import env_of, serving_all
 
-pytestmark = pytest.mark.e2e
+# One worker runs the module, so its ``aiaas serve --workers 2`` starts once, not once per test worker.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve")]
 
 @contextlib.contextmanager
 def serving(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, int]]]:
