@@ -234,7 +234,8 @@ class Container:
             ledger = LedgerConsumer(unit_of_work=self.session_factory("usage"), redis=self.redis, keys=self.keys,
                                     batch_size=self.settings.usage_ledger_batch_size,
                                     concurrency=self.settings.usage_ledger_concurrency)
-            projections = ProjectionConsumer(unit_of_work=self.session_factory("analytics"))
+            projections = ProjectionConsumer(unit_of_work=self.session_factory("analytics"),
+                                             max_wait=self.settings.analytics_batch_wait_seconds)
             self._subscriptions = [
                 Subscription(consumer="usage", source="inference", routing_keys=[CompletionRecorded.routing_key],
                              handler=ledger.handle, batch_handler=ledger.handle_many,

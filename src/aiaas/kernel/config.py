@@ -126,6 +126,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     usage_ledger_batch_size: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 200
     usage_ledger_concurrency: Annotated[int, msgspec.Meta(ge=1, le=32)] = 3
     usage_consumer_prefetch: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 128
+    analytics_batch_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
     worker_consumers: str = "usage,analytics"
     # Days of usage ledger rows to keep (whole months are dropped once wholly older); None keeps forever.
     usage_ledger_retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
@@ -302,6 +303,10 @@ DESCRIPTIONS: dict[str, str] = {
     'usage_consumer_prefetch': (
         "unacked messages (an envelope counts once) a worker holds per queue: bounds a batch's fill and "
         'redelivery after a crash'
+    ),
+    'analytics_batch_wait_seconds': (
+        'how long the projections wait after an event for more to apply with it (one transaction per batch): '
+        'how much later the analytics may show an event, against their fixed cost per transaction at low rates'
     ),
     'usage_ledger_retention_days': (
         "days of `usage.requests` rows to keep (≥ 1); the worker drops a month's partition once the whole "

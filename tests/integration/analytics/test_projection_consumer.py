@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from aiaas.analytics.consumers import report_staleness
 from aiaas.entrypoints.bootstrap import Container
-from aiaas.kernel.broker import ENVELOPE_HEADER, pack_envelope
+from aiaas.kernel.broker import ENVELOPE_HEADER, EnvelopedEvent, pack_envelope
 from aiaas.kernel.config import Settings
 from aiaas.kernel.db import Database
 from aiaas.kernel.publisher import _encoder
@@ -94,3 +94,34 @@ class TestProjectionConsumer:
                 assert await dead_lettered(running_worker, queue, bad["event_id"])
         finally:
             await db.dispose()
+
+
+class TestBatchWindow:
+    async def test_events_a_little_apart_share_one_transaction(self, settings: Settings) -> None:
+        # At a few events a second, each event alone would cost a transaction of about ten statements;
+        # the window (AIAAS_ANALYTICS_BATCH_WAIT_SECONDS) lets the ones that follow join the first.
+        container = Container(msgspec.structs.replace(settings, analytics_batch_wait_seconds=1.0), role="worker")
+        db = Database(settings, role="test")
+        org = str(uuid.uuid4())
+        try:
+            (sub,) = [s for s in container.subscriptions() if s.consumer == "analytics"]
+            before = _batches()
+            pending = []
+            for _ in range(5):
+                ev = completion(org, prompt=3, completion_tokens=1)
+                pending.append(asyncio.ensure_future(sub.handler(EnvelopedEvent(_encoder.encode(ev), ev.event_id))))
+                await asyncio.sleep(0.05)
+            await asyncio.wait_for(asyncio.gather(*pending), 30)
+            count, total = (a - b for a, b in zip(_batches(), before, strict=True))
+            assert (count, total) == (1, 5)
+            assert await _day_totals(db, org, 5) == (5, 15, 0)
+        finally:
+            await db.dispose()
+            await container.stop()
+
+
+def _batches() -> tuple[float, float]:
+    """How many projection transactions there were, and how many events they applied."""
+    count = REGISTRY.get_sample_value("aiaas_analytics_batch_size_count") or 0.0
+    total = REGISTRY.get_sample_value("aiaas_analytics_batch_size_sum") or 0.0
+    return count, total
