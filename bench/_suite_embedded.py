@@ -40,7 +40,9 @@ def missing() -> str | None:
     return None
 
 
-def measure(stack: Stack, env: dict[str, str], key: str, requests: int) -> Embedded:
+def measure(stack: Stack, env: dict[str, str], key: str, requests: int, speeds: int | None = None) -> Embedded:
+    """``requests`` TTFB requests and ``speeds`` generation-speed runs (default: ``embedded_model``'s for
+    that many requests) each way."""
     import llama_cpp
 
     out = Embedded(version=llama_cpp.__version__, requests=requests)
@@ -51,14 +53,14 @@ def measure(stack: Stack, env: dict[str, str], key: str, requests: int) -> Embed
         streamer.wait_ready("/ready", timeout=180)  # ready once the model is loaded and warmed
         progress(f"embedded model: {requests} streamed chats through the streamer")
         # Bounded: about 1 s per answer here; a streamer that stops answering must not hold the run.
-        got = asyncio.run(asyncio.wait_for(em.compare(requests, f"http://127.0.0.1:{port}/v1", key),
+        got = asyncio.run(asyncio.wait_for(em.compare(requests, f"http://127.0.0.1:{port}/v1", key, speeds),
                                            timeout=60 + 10 * requests))
     finally:
         streamer.stop()  # its model's threads off the cores before the direct side runs
     progress("embedded model: the same, called directly")
     llm, out.threads = em._direct()
     try:
-        em.compare_direct(requests, llm, got)
+        em.compare_direct(requests, llm, got, speeds)
     finally:
         del llm
         gc.collect()

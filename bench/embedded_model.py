@@ -83,19 +83,24 @@ async def gateway_speed(session: aiohttp.ClientSession, url: str, key: str) -> f
     return float(out["usage"]["completion_tokens"]) / (time.perf_counter() - started)
 
 
-async def compare(n: int, url: str, key: str) -> dict[str, list[float]]:
+def speed_runs(n: int) -> int:
+    """Generation-speed runs (128 tokens each) that go with ``n`` TTFB requests."""
+    return max(3, n // 6)
+
+
+async def compare(n: int, url: str, key: str, speeds: int | None = None) -> dict[str, list[float]]:
     got: dict[str, list[float]] = {"direct ttfb": [], "gateway ttfb": [], "direct tok/s": [], "gateway tok/s": []}
     async with aiohttp.ClientSession() as session:
         await gateway_ttfb(session, url, key)  # one request before timing (connection, caches)
         got["gateway ttfb"] = [await gateway_ttfb(session, url, key) for _ in range(n)]
-        got["gateway tok/s"] = [await gateway_speed(session, url, key) for _ in range(max(3, n // 6))]
+        got["gateway tok/s"] = [await gateway_speed(session, url, key) for _ in range(speeds or speed_runs(n))]
     return got
 
 
-def compare_direct(n: int, llm: object, got: dict[str, list[float]]) -> None:
+def compare_direct(n: int, llm: object, got: dict[str, list[float]], speeds: int | None = None) -> None:
     direct_ttfb(llm)
     got["direct ttfb"] = [direct_ttfb(llm) for _ in range(n)]
-    got["direct tok/s"] = [direct_speed(llm) for _ in range(max(3, n // 6))]
+    got["direct tok/s"] = [direct_speed(llm) for _ in range(speeds or speed_runs(n))]
 
 
 def main() -> None:

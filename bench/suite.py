@@ -206,8 +206,10 @@ def _embedded(a: argparse.Namespace, stack: servers.Stack, got: Started,
     if why is None:
         phases.progress("the embedded model: through a streamer, then called directly")
         try:
+            # A smoke shows the table works: one 128-token speed run each way, not three (about 20 s of
+            # both cores on this machine, beside the rest of the test step).
             return embedded_model.measure(stack, stack.aiaas_env, got.inference_key,
-                                          max(4, min(a.embedded_requests, 500)))
+                                          max(4, min(a.embedded_requests, 500)), speeds=1 if a.smoke else None)
         except Exception as exc:  # the side-by-side table still stands
             why = f"{type(exc).__name__}: {exc}"
     figs.note(f"embedded model not measured: {why}")
